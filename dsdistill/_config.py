@@ -1,0 +1,77 @@
+"""Dataclass configs overridable from the command line with `--set key=value`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Iterable
+
+from .errors import ConfigError
+
+
+def _coerce(raw: str, annotation: Any, key: str) -> Any:
+    """Turn a CLI string into the field's type (bool, int, float, str, tuples, optionals)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if raw.lower() in ("none", "null") and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(raw, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"--set {key}={raw}: expected {annotation}")
+    if annotation is bool:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"--set {key}={raw}: expected true or false")
+    if annotation in (int, float):
+        try:
+            return annotation(raw)
+        except ValueError:
+            raise ConfigError(f"--set {key}={raw}: expected {annotation.__name__}") from None
+    if origin in (tuple, list):
+        try:
+            value = json.loads(raw) if raw.startswith("[") else [v for v in raw.split(",") if v]
+        except json.JSONDecodeError:
+            raise ConfigError(f"--set {key}={raw}: expected a comma-separated list") from None
+        inner = args[0] if args else str
+        return origin(_coerce(str(v), inner, key) for v in value)
+    return raw
+
+
+def parse_overrides(config_cls: type, pairs: Iterable[str]) -> dict[str, Any]:
+    """['lr_img=1', 'flip=true'] -> {'lr_img': 1.0, 'flip': True}; unknown keys are an error."""
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in fields:
+            raise ConfigError(f"unknown option {key!r} for {config_cls.__qualname__}; valid: {', '.join(sorted(fields))}")
+        out[key] = _coerce(raw.strip(), hints[key], key)
+    return out
+
+
+def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> Any:
+    """Build a config; None values are dropped so unset CLI values never override defaults or presets."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} for {config_cls.__qualname__}; "
+                          f"valid: {', '.join(sorted(fields))}")
+    return config_cls(**overrides)
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,342 @@
+"""The `dsdistill` command: parses, calls the API, prints. No logic of its own.
+
+A user mistake (DsdistillError) prints one line and exits 2; an internal error exits 1 with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from ._progress import set_quiet
+from .errors import ConfigError, DsdistillError
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
+    COMMANDS[fn.__name__.removeprefix("add_")] = fn
+    return fn
+
+
+def _common(p: argparse.ArgumentParser, device: bool = True, data: bool = True) -> None:
+    if device:
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i] (default: auto)")
+    if data:
+        p.add_argument("--data-root", default=None,
+                       help="folder holding the dataset files (default search: $DSDISTILL_DATA, "
+                            "/usr/share/datasets/<name>, the user cache, then torchvision download)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _load(args: argparse.Namespace, name: str, **kw):
+    from .data import load_dataset
+    return load_dataset(name, args.data_root, device=_device(args), **kw)
+
+
+def _device(args: argparse.Namespace):
+    from ._device import resolve_device
+    return resolve_device(args.device)
+
+
+def _provenance(synset) -> None:
+    synset.extra.setdefault("command", " ".join(["dsdistill", *sys.argv[1:]]))
+
+
+# ---------------------------------------------------------------- datasets
+@command
+def add_datasets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list the datasets and whether each is available here",
+                       description="List every registered dataset and where its files were found (nothing is downloaded).")
+    p.add_argument("--data-root", default=None, help="also look in this folder")
+    p.set_defaults(run=run_datasets)
+
+
+def run_datasets(args: argparse.Namespace) -> int:
+    from .data import dataset_status
+    rows = dataset_status(args.data_root)
+    width = max(len(r[0]) for r in rows)
+    for name, ok, where in rows:
+        print(f"{name:<{width}}  {'yes' if ok else 'no ':<3}  {where}")
+    return 0
+
+
+# ---------------------------------------------------------------- select
+@command
+def add_select(sub: argparse._SubParsersAction) -> None:
+    from .synthesizers import SYNTHESIZERS
+    methods = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "selection" and n != "whole"]
+    p = sub.add_parser("select", help="build a set by selecting real images (random, herding, k-center)",
+                       description="Select IPC real images per class and write a synthetic-set file (HDF5).")
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
+    p.add_argument("--ipc", type=int, required=True, help="images per class")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a method option, e.g. --set features=random (repeatable)")
+    _common(p)
+    p.set_defaults(run=run_select)
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from ._config import parse_overrides
+    from .synthesizers import SYNTHESIZERS
+    cls = SYNTHESIZERS.get(args.method)
+    if cls.kind != "selection":
+        raise ConfigError(f"{args.method!r} is a synthesizer; use `dsdistill distill --method {args.method}`")
+    method = cls(**parse_overrides(cls.Config, args.set))
+    real = _load(args, args.dataset)
+    synset = method.fit(real, args.ipc, seed=args.seed)
+    _provenance(synset)
+    synset.save(args.out)
+    print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, seed {args.seed})")
+    return 0
+
+
+# ---------------------------------------------------------------- distill
+DEFAULT_MINUTES = 10.0
+
+
+@command
+def add_distill(sub: argparse._SubParsersAction) -> None:
+    from .synthesizers import SYNTHESIZERS
+    methods = []
+    for n, cls in SYNTHESIZERS.items():
+        if cls.kind == "synthesis":
+            methods += [n] + [f"{n}.{p}" for p in getattr(cls, "PRESETS", {})]
+    p = sub.add_parser("distill", help="optimise a synthetic set (DM, DataDAM, ...) and write it",
+                       description="Optimise IPC synthetic images per class against randomly initialised networks "
+                                   "and write a synthetic-set file. METHOD.PRESET picks a named configuration "
+                                   "(e.g. datadam.official); --set values override it. Without --iterations or "
+                                   f"--minutes the run stops after the preset's iterations or, without one, "
+                                   f"{DEFAULT_MINUTES:g} minutes. The run state is checkpointed to OUT.ckpt every few "
+                                   "minutes and on Ctrl-C; --resume continues it.")
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
+    p.add_argument("--ipc", type=int, required=True, help="images per class")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--iterations", type=int, default=None, help="budget: number of iterations")
+    p.add_argument("--minutes", type=float, default=None, help="budget: wall-clock minutes")
+    p.add_argument("--flip", action="store_true", default=None,
+                   help="FYI: match every synthetic batch together with its horizontal mirror")
+    p.add_argument("--zca", action="store_true", help="distill in ZCA-whitened space (kornia ZCA, fit on train)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT.ckpt)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set lr_img=1 (repeatable; unknown keys list the valid ones)")
+    _common(p)
+    p.set_defaults(run=run_distill)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from ._config import parse_overrides
+    from .synthesizers import Budget, Interrupted, resolve_method
+    cls, preset = resolve_method(args.method)
+    if cls.kind != "synthesis":
+        raise ConfigError(f"{args.method!r} is a selection method; use `dsdistill select --method {args.method}`")
+    preset_iterations = preset.pop("iterations", None)
+    overrides = {**preset, **parse_overrides(cls.Config, args.set), "flip": args.flip}
+    method = cls(**{k: v for k, v in overrides.items() if v is not None})
+    if args.iterations is None and args.minutes is None:
+        budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
+        print(f"budget: {budget.iterations} iterations (preset)" if preset_iterations
+              else f"budget: {DEFAULT_MINUTES:g} minutes (no --iterations/--minutes given)", file=sys.stderr)
+    else:
+        budget = Budget(iterations=args.iterations, minutes=args.minutes)
+    real = _load(args, args.dataset, zca=args.zca)
+    checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    try:
+        synset = method.fit(real, args.ipc, seed=args.seed, budget=budget, checkpoint=checkpoint, resume=args.resume)
+    except Interrupted as stop:
+        print(f"dsdistill: {stop}; continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    _provenance(synset)
+    synset.save(args.out)
+    print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
+          f"{synset.distill_iterations} iterations, {synset.distill_seconds:.0f} s)")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+@command
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from .evaluate import PROTOCOLS
+    p = sub.add_parser("evaluate", help="score a set: train fresh models on it, test on the real test set",
+                       description="Train fresh models on a synthetic set under a fixed protocol and report the "
+                                   "FINAL-epoch accuracy on the real test set, mean and std over the protocol's "
+                                   "listed seeds. Protocols: " + "; ".join(
+                                       f"{n} ({PROTOCOLS.get(n).description})" for n in PROTOCOLS.list()))
+    p.add_argument("set", nargs="?", help="synthetic-set file (.h5)")
+    p.add_argument("--protocol", default="dc", help=f"one of: {', '.join(PROTOCOLS.list())} (default: dc)")
+    p.add_argument("--arch", default=None,
+                   help="comma-separated architectures for cross-architecture scores, e.g. convnet,mlp,lenet,"
+                        "alexnet,vgg11,resnet18 (default: the protocol's)")
+    p.add_argument("--json", default=None, help="also write the report as JSON here")
+    p.add_argument("--path", default="auto", choices=["auto", "vmap", "loop"],
+                   help="training path: vectorised N-model (vmap), plain loop, or auto (default)")
+    p.add_argument("--whole", action="store_true",
+                   help="score the whole training set of --dataset instead of a file (cached per protocol hash)")
+    p.add_argument("--dataset", default="fashion-mnist", help="with --whole: the dataset (default: fashion-mnist)")
+    _common(p)
+    p.set_defaults(run=run_evaluate)
+
+
+def _whole_cache(dataset: str, protocol_hash: str, archs: str) -> Path:
+    base = Path(os.environ.get("DSDISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsdistill")
+    return base / "whole" / f"{dataset}-{protocol_hash}-{archs.replace(',', '+')}.json"
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, get_protocol
+    from .synset import SyntheticSet
+    from ._io import write_json
+    protocol = get_protocol(args.protocol)
+    archs = [a.strip() for a in args.arch.split(",") if a.strip()] if args.arch else None
+    if args.whole:
+        cache = _whole_cache(args.dataset, protocol.hash, args.arch or protocol.architecture)
+        if cache.exists():
+            print(json.loads(cache.read_text())["table"])
+            print(f"(cached: {cache})")
+            return 0
+        from .synthesizers import create_synthesizer
+        real = _load(args, args.dataset)
+        synset = create_synthesizer("whole").fit(real)
+        report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
+                          set_path=f"whole:{args.dataset}")
+        write_json(cache, {"table": report.table(), "report": report.to_json()})
+    else:
+        if not args.set:
+            raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
+        synset = SyntheticSet.load(args.set)
+        real = _load(args, synset.dataset)
+        report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
+                          set_path=str(args.set))
+    print(report.table())
+    if args.json:
+        report.save_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+# ---------------------------------------------------------------- show / info / import
+@command
+def add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="save a class-by-class image grid of a set",
+                       description="Write a PNG grid: one row per class, its images in columns.")
+    p.add_argument("set", help="synthetic-set file (.h5)")
+    p.add_argument("--out", required=True, help="output .png")
+    p.add_argument("--max-per-class", type=int, default=10, help="columns per row (default: 10)")
+    p.set_defaults(run=run_show)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from .synset import SyntheticSet, save_grid
+    synset = SyntheticSet.load(args.set)
+    to_pixels = None
+    if synset.zca is not None:
+        from .data import ZCA
+        to_pixels = ZCA.from_state_dict(synset.zca).inverse  # ZCA space is whitened [0, 1] pixels
+    save_grid(synset, args.out, to_pixels=to_pixels, max_per_class=args.max_per_class)
+    print(f"wrote {args.out}")
+    return 0
+
+
+@command
+def add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="print a set's metadata", description="Print a synthetic-set file's metadata.")
+    p.add_argument("set", help="synthetic-set file (.h5)")
+    p.set_defaults(run=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from .synset import SyntheticSet
+    s = SyntheticSet.load(args.set)
+    rows = {
+        "file": args.set, "dataset": s.dataset, "method": s.method, "ipc": s.ipc,
+        "images": f"{tuple(s.images.shape)} float32, space {s.image_space}", "labels": f"{len(s.labels)} hard"
+        + (f" + soft {tuple(s.soft_labels.shape)}" if s.soft_labels is not None else ""),
+        "label bytes": s.label_bytes, "learned lr": s.lr, "decoder": s.decoder, "seed": s.seed,
+        "distillation": f"{s.distill_iterations} iterations, {s.distill_seconds:.1f} s",
+        "payload sha256": s.payload_sha256(), "method config": json.dumps(s.method_config, sort_keys=True),
+    }
+    if "command" in s.extra:
+        rows["command"] = s.extra["command"]
+    rows.update({k: v for k, v in s.file_info.items()})
+    for k, v in rows.items():
+        print(f"{k:<15} {v}")
+    return 0
+
+
+@command
+def add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="convert a set made elsewhere (DC/DSA/DM .pt, tensor pair) to a set file",
+                       description="Read an official DC/DSA/DM result file or a plain (images, labels) tensor "
+                                   "file with torch.load(weights_only=True) - no code in it can run - and write "
+                                   "a dsdistill set file. Images must be normalised with the dataset's mean/std.")
+    p.add_argument("source", help=".pt file")
+    p.add_argument("--labels", default=None, help="separate .pt file holding the labels")
+    p.add_argument("--dataset", default="fashion-mnist", help="the dataset the set was made from")
+    p.add_argument("--experiment", type=int, default=0, help="which experiment of a DC/DM result file (default 0)")
+    p.add_argument("--method", default="imported", help="method name to record")
+    p.add_argument("--out", required=True, help="output .h5")
+    p.set_defaults(run=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .data import DATASETS
+    from .synset import import_set
+    spec = DATASETS.get(args.dataset)
+    synset = import_set(args.source, labels_path=args.labels, dataset=spec.name, num_classes=spec.num_classes,
+                        class_names=None, mean=spec.mean, std=spec.std, experiment=args.experiment,
+                        method=args.method)
+    _provenance(synset)
+    synset.save(args.out)
+    print(f"wrote {args.out}: {len(synset.images)} images")
+    return 0
+
+
+@command
+def add_protocols(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("protocols", help="list the evaluation protocols with their hashes")
+    p.set_defaults(run=run_protocols)
+
+
+def run_protocols(args: argparse.Namespace) -> int:
+    from .evaluate import PROTOCOLS
+    for name in PROTOCOLS.list():
+        proto = PROTOCOLS.get(name)
+        print(f"{name:<10} v{proto.version} #{proto.hash}  {proto.description}")
+    return 0
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsdistill",
+        description="Dataset distillation: generate a small synthetic set, score it under a fixed protocol, "
+                    "compare methods. Run `dsdistill COMMAND --help` for each command.")
+    parser.add_argument("--version", action="version", version=f"dsdistill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_quiet(getattr(args, "quiet", False))
+    try:
+        return args.run(args)
+    except DsdistillError as err:
+        print(f"dsdistill: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dsdistill: interrupted", file=sys.stderr)
+        return 130

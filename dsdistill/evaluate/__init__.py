@@ -1,0 +1,97 @@
+"""The evaluator: fresh models trained on a synthetic set, scored on the real test set under a
+fixed protocol. It never knows which method made the set."""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+
+from .._device import resolve_device
+from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..data import ZCA, RealData, load_dataset
+from ..errors import ConfigError
+from ..models import create_model, has_batch_norm
+from ..synset import SyntheticSet
+from .protocols import PROTOCOLS, Protocol, get_protocol
+from .report import ArchResult, Report
+from .trainer import TrainSpec, train_loop, train_vmap
+
+TRAINERS = {"loop": train_loop, "vmap": train_vmap}
+
+__all__ = ["evaluate", "Protocol", "PROTOCOLS", "get_protocol", "Report", "ArchResult", "TRAINERS"]
+
+
+def _check_compatible(synset: SyntheticSet, data: RealData) -> None:
+    if synset.dataset != data.name:
+        raise ConfigError(f"the set was made from {synset.dataset!r} but the real data is {data.name!r}")
+    c, h = synset.images.shape[1], synset.images.shape[-1]
+    if (c, h, synset.num_classes) != (data.channels, data.image_size, data.num_classes):
+        raise ConfigError(
+            f"the set has {c}x{h}px images and {synset.num_classes} classes; {data.name} has "
+            f"{data.channels}x{data.image_size}px and {data.num_classes} classes")
+
+
+def _train_spec(protocol: Protocol, synset: SyntheticSet) -> TrainSpec:
+    lr = protocol.lr
+    if protocol.lr_source == "set":
+        if synset.lr is None:
+            raise ConfigError(f"protocol {protocol.name!r} trains with the set's learned lr, but this set has none; "
+                              "use --protocol dc")
+        lr = float(synset.lr)
+    return TrainSpec(epochs=protocol.epochs, lr=lr, momentum=protocol.momentum,
+                     weight_decay=protocol.weight_decay, batch_size=protocol.batch_size,
+                     decay_epoch=protocol.decay_epoch(), decay_factor=protocol.lr_decay_factor)
+
+
+def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Sequence[str] | None = None,
+             data: RealData | None = None, data_root: str | None = None, device: str | torch.device = "auto",
+             path: str = "auto", set_path: str = "") -> Report:
+    """Score `synset` under `protocol` for each architecture (default: the protocol's own).
+
+    path: "auto" (vectorised unless the model has batch norm), "vmap" or "loop".
+    """
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if path not in ("auto", *TRAINERS):
+        raise ConfigError(f"unknown training path {path!r}; valid: auto, {', '.join(TRAINERS)}")
+    if proto.label_mode != "hard":
+        raise ConfigError(f"protocol {proto.name!r} needs label mode {proto.label_mode!r}, not available yet")
+    dev = resolve_device(device)
+    synset.validate()
+    if data is None:
+        data = load_dataset(synset.dataset, data_root, device=dev)
+    _check_compatible(synset, data)
+    if synset.decoder != "none":
+        raise ConfigError(f"decoder {synset.decoder!r} is not known to this version of dsdistill")
+    test_x, test_y = data.test.images.to(dev), data.test.labels.to(dev)
+    if synset.image_space == "zca":
+        test_x = ZCA.from_state_dict({k: v.to(dev) for k, v in synset.zca.items()}).transform(test_x)
+    images, labels = synset.images.to(dev), synset.labels.to(dev)
+    spec = _train_spec(proto, synset)
+    augment = None
+    if proto.augmentation == "dsa":
+        augment = DSA(DSAConfig(strategy=dsa_strategy_for(data.digits))).per_sample
+    notes = []
+    if synset.soft_labels is not None:
+        notes.append("the set carries soft labels; this hard-label protocol trained on its hard labels only")
+    report = Report(protocol=proto.name, protocol_version=proto.version, protocol_hash=proto.hash,
+                    dataset=data.name, set_sha256=synset.payload_sha256(), set_path=set_path,
+                    method=synset.method, ipc=synset.ipc, stored_images=len(synset.images), labels="hard",
+                    label_bytes=synset.label_bytes, notes=notes, device=str(dev))
+    for arch in archs or [proto.architecture]:
+        options = dict(proto.model_options) if arch == proto.architecture else {}
+
+        def factory(arch=arch, options=options):
+            return create_model(arch, data.channels, data.num_classes, data.image_size, **options)
+
+        chosen = path
+        if chosen == "auto":
+            chosen = "loop" if has_batch_norm(factory()) else "vmap"
+        if chosen == "vmap" and has_batch_norm(factory()):
+            raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
+        start = time.perf_counter()
+        accs = TRAINERS[chosen](factory, proto.seeds, images, labels, spec, augment, test_x, test_y,
+                                desc=f"{arch} x{proto.num_models}")
+        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=accs,
+                                         seconds=time.perf_counter() - start, path=chosen))
+    return report

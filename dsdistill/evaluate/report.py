@@ -1,0 +1,94 @@
+"""Evaluation reports: a human table and a JSON record that names the protocol and its hash."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from .._io import write_json
+
+
+def hardware() -> str:
+    """One line naming the machine the numbers came from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    line = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if torch.cuda.is_available():
+        line += f", {torch.cuda.get_device_name()}"
+    return line
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class ArchResult:
+    arch: str
+    seeds: list[int]
+    accuracies: list[float]          # final-epoch test accuracy of each model, in [0, 1]
+    seconds: float
+    path: str                        # "vmap" or "loop"
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        # population std (np.std, ddof=0), as the DC/DM code reports it
+        return float(np.std(self.accuracies))
+
+
+@dataclass
+class Report:
+    protocol: str
+    protocol_version: int
+    protocol_hash: str
+    dataset: str
+    set_sha256: str
+    set_path: str
+    method: str
+    ipc: int
+    stored_images: int
+    labels: str                      # "hard" or "soft": what the training used
+    label_bytes: int
+    results: list[ArchResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    hardware: str = field(default_factory=hardware)
+    dsdistill_version: str = __version__
+    created_utc: str = field(default_factory=utc_now)
+
+    def table(self) -> str:
+        head = (f"{self.method} | {self.dataset} | IPC {self.ipc} ({self.stored_images} stored images, "
+                f"{self.labels} labels, {self.label_bytes} label bytes) | protocol {self.protocol} "
+                f"v{self.protocol_version} #{self.protocol_hash}")
+        rows = [head, f"{'arch':<14} {'mean':>7} {'std':>6}  {'models':>6}  {'seconds':>8}  accuracies (final epoch)"]
+        for r in self.results:
+            accs = " ".join(f"{100 * a:.2f}" for a in r.accuracies)
+            rows.append(f"{r.arch:<14} {100 * r.mean:>7.2f} {100 * r.std:>6.2f}  {len(r.accuracies):>6}  "
+                        f"{r.seconds:>8.1f}  {accs}")
+        rows += [f"note: {n}" for n in self.notes]
+        return "\n".join(rows)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for r, rd in zip(self.results, d["results"]):
+            rd["mean"], rd["std"] = r.mean, r.std
+        return d
+
+    def save_json(self, path: str) -> None:
+        write_json(path, self.to_json())

@@ -1,0 +1,140 @@
+"""Train N fresh models on a small training set and score each on the real test set.
+
+Two paths compute the same function:
+- `loop`: one model after another, plain modules and torch.optim (the reference path);
+- `vmap`: the N models stacked with torch.func and trained as one vectorised model, each with its
+  own init, data order and augmentation draws (the fast path for models without batch-coupled
+  normalisation; BatchNorm models always take the loop path).
+Every random draw comes from a generator derived from (model seed, purpose, epoch, batch), so both
+paths see the same draws and a rerun gives the same accuracies.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .._progress import progress
+from .._seed import make_generator, seeded_init
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How to train (taken from a Protocol, with the lr resolved)."""
+    epochs: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    decay_epoch: int
+    decay_factor: float
+
+
+def _batch_orders(n: int, spec: TrainSpec, seed: int, epoch: int) -> list[Tensor]:
+    gen = make_generator(seed, "eval-order", epoch)
+    return list(torch.randperm(n, generator=gen).split(spec.batch_size))
+
+
+def _lr_at(spec: TrainSpec, epoch: int) -> float:
+    return spec.lr * (spec.decay_factor if epoch >= spec.decay_epoch else 1.0)
+
+
+def _new_optimizer(params, spec: TrainSpec, epoch: int) -> torch.optim.Optimizer:
+    # DC re-creates the optimiser at the decay, which also drops the momentum buffers.
+    return torch.optim.SGD(params, lr=_lr_at(spec, epoch), momentum=spec.momentum,
+                           weight_decay=spec.weight_decay)
+
+
+def _augmented(x: Tensor, augment: Augment | None, seed: int, epoch: int, batch: int) -> Tensor:
+    if augment is None:
+        return x
+    return augment(x, make_generator(seed, "eval-aug", epoch, batch))
+
+
+def make_models(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device) -> list[nn.Module]:
+    return [seeded_init(factory(), seed, "eval-init").to(device) for seed in seeds]
+
+
+@torch.no_grad()
+def _accuracy(predict: Callable[[Tensor], Tensor], test_x: Tensor, test_y: Tensor, batch: int = 500) -> Tensor:
+    """Correct counts per model; predict(x) returns logits [N, B, K]."""
+    correct = None
+    for xb, yb in zip(test_x.split(batch), test_y.split(batch)):
+        hits = (predict(xb).argmax(-1) == yb).sum(-1)
+        correct = hits if correct is None else correct + hits
+    return correct.double() / len(test_y)
+
+
+def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
+               spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
+               desc: str = "train") -> list[float]:
+    """Reference path: plain modules, one after another."""
+    device = images.device
+    models = make_models(factory, seeds, device)
+    bar = progress(total=len(seeds) * spec.epochs, desc=desc, unit="epoch")
+    for model, seed in zip(models, seeds):
+        model.train()
+        opt = _new_optimizer(model.parameters(), spec, 0)
+        for epoch in range(spec.epochs):
+            if epoch == spec.decay_epoch and epoch > 0:
+                opt = _new_optimizer(model.parameters(), spec, epoch)
+            for b, idx in enumerate(_batch_orders(len(images), spec, seed, epoch)):
+                x = _augmented(images[idx], augment, seed, epoch, b)
+                loss = F.cross_entropy(model(x), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            bar.update(1)
+        model.eval()
+    bar.close()
+    accs = _accuracy(lambda x: torch.stack([m(x) for m in models]), test_x, test_y)
+    return accs.tolist()
+
+
+def train_vmap(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
+               spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
+               desc: str = "train") -> list[float]:
+    """Fast path: the N models as one vectorised model (torch.func.stack_module_state + vmap).
+
+    SGD with momentum and weight decay is elementwise, so one optimiser over the stacked parameters
+    performs exactly the N separate updates; the loss is the sum of the per-model mean losses, so
+    each model's gradient is its own.
+    """
+    device = images.device
+    models = make_models(factory, seeds, device)
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    del models
+
+    def forward(p, b, x):
+        return functional_call(skeleton, (p, b), (x,))
+
+    batched = vmap(forward)
+    shared_input = vmap(forward, in_dims=(0, 0, None))
+    n_models = len(seeds)
+    opt = _new_optimizer(params.values(), spec, 0)
+    bar = progress(total=spec.epochs, desc=desc, unit="epoch")
+    for epoch in range(spec.epochs):
+        if epoch == spec.decay_epoch and epoch > 0:
+            opt = _new_optimizer(params.values(), spec, epoch)
+        orders = [_batch_orders(len(images), spec, seed, epoch) for seed in seeds]
+        for b in range(len(orders[0])):
+            x = torch.stack([_augmented(images[o[b]], augment, seed, epoch, b) for o, seed in zip(orders, seeds)])
+            y = torch.stack([labels[o[b]] for o in orders])
+            logits = batched(params, buffers, x)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+            loss = loss.view(n_models, -1).mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        bar.update(1)
+    bar.close()
+    accs = _accuracy(lambda x: shared_input(params, buffers, x), test_x, test_y)
+    return accs.tolist()

@@ -1,0 +1,564 @@
+"""The synthetic-set file: the one contract between synthesizers and the evaluator.
+
+HDF5, schema version 1 (DESIGN.md, "Synthetic-set file, schema version 1"):
+
+- datasets: ``images`` float32 [N, C, H, W] in the stored space; ``labels`` int64 [N]; optional
+  ``soft_labels`` float32 [N, K]; optional ``lr`` float32 scalar; optional group ``zca`` holding the
+  whitening state, one float dataset per key.
+- attributes: format, format_version, dataset, num_classes, class_names, ipc, image_space, mean,
+  std, decoder, method, method_config (JSON), seed (-1 for None; absent also reads as None),
+  created_utc, dsdistill_version, torch_version, distill_seconds, distill_iterations,
+  payload_sha256, label_bytes, and ``extra`` (JSON: loss curve, provenance, teacher hashes, label
+  source, intended protocol).
+
+Reproducibility: the payload (images, labels, soft labels, lr and the ZCA state) is hashed over
+canonical little-endian bytes, so the same set always has the same ``payload_sha256``. The file
+itself is written without HDF5 timestamps, so two saves of the same set differ only in the
+``created_utc`` attribute (fixed by ``$SOURCE_DATE_EPOCH`` when set) and in ``distill_seconds``
+(a wall-clock measurement); with both equal the files are byte-identical.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+import torch
+
+from dsdistill._io import atomic_path
+from dsdistill.errors import ConfigError, SetFileError
+
+FORMAT = "dsdistill-synset"
+FORMAT_VERSION = 1
+IMAGE_SPACES = ("normalized", "zca")
+"""``normalized``: (pixel - mean) / std per channel; ``zca``: whitened, see the ``zca`` state."""
+
+_MULTIFORMATION = re.compile(r"multiformation-(\d+)")
+_NO_SEED = -1
+_PAYLOAD_DOMAIN = b"dsdistill-synset-payload-v1\n"
+
+REQUIRED_ATTRS = (
+    "format", "format_version", "dataset", "num_classes", "class_names", "ipc", "image_space",
+    "mean", "std", "decoder", "method", "method_config", "created_utc", "dsdistill_version",
+    "torch_version", "distill_seconds", "distill_iterations", "payload_sha256", "label_bytes",
+)
+"""Attributes every version-1 file carries; ``seed`` and ``extra`` may be absent."""
+
+
+def is_known_decoder(name: str) -> bool:
+    """``none`` or ``multiformation-F`` (F >= 2: each stored image decodes to F*F training images)."""
+    if name == "none":
+        return True
+    match = _MULTIFORMATION.fullmatch(name)
+    return match is not None and int(match.group(1)) >= 2
+
+
+@dataclass(eq=False, repr=False)
+class SyntheticSet:
+    """A distilled set plus everything needed to score it the way it was meant to be scored.
+
+    ``eq`` is off because tensors have no single truth value; compare ``payload_sha256()`` instead.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    dataset: str
+    num_classes: int
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_space: str = "normalized"
+    soft_labels: torch.Tensor | None = None
+    """float32 [N, K]: probabilities or logits; ``extra["label_source"]`` says which and how made."""
+    lr: float | None = None
+    """The learned student step size (trajectory matching); stored as float32."""
+    zca: dict[str, torch.Tensor] | None = None
+    """The whitening state when ``image_space == "zca"`` (needed to draw or un-whiten images)."""
+    decoder: str = "none"
+    method: str = "unknown"
+    method_config: dict = field(default_factory=dict)
+    seed: int | None = None
+    distill_seconds: float = 0.0
+    distill_iterations: int = 0
+    extra: dict = field(default_factory=dict)
+    file_info: dict[str, str] = field(default_factory=dict)
+    """What a loaded file said about its writing (created_utc, dsdistill_version, torch_version);
+    empty for a set made in memory. ``save`` always writes the current values instead."""
+
+    # ------------------------------------------------------------------ derived figures
+
+    @property
+    def ipc(self) -> int:
+        """Stored images per class: N // num_classes for a balanced set, else the largest class.
+
+        Counts stored images, before any decoder multiplies them.
+        """
+        counts = torch.bincount(self.labels.detach().cpu(), minlength=self.num_classes)
+        return int(counts.max()) if counts.numel() else 0
+
+    @property
+    def label_bytes(self) -> int:
+        """Storage the labels cost (hard int64 + soft labels): soft labels are part of the budget."""
+        size = self.labels.numel() * self.labels.element_size()
+        if self.soft_labels is not None:
+            size += self.soft_labels.numel() * self.soft_labels.element_size()
+        return size
+
+    def payload_sha256(self) -> str:
+        """sha256 of the payload's canonical bytes; metadata and timestamps do not enter it.
+
+        Covers images, labels, soft labels, lr and the ZCA state (everything that changes what a
+        model trained on the set learns), each with its name, dtype and shape.
+        """
+        digest = hashlib.sha256(_PAYLOAD_DOMAIN)
+        for name, tensor in self._payload_items():
+            _hash_tensor(digest, name, tensor)
+        return digest.hexdigest()
+
+    def _payload_items(self) -> Iterator[tuple[str, torch.Tensor | None]]:
+        yield "images", self.images
+        yield "labels", self.labels
+        yield "soft_labels", self.soft_labels
+        yield "lr", None if self.lr is None else torch.tensor(self.lr, dtype=torch.float32)
+        for key in sorted(self.zca or {}):
+            yield f"zca/{key}", self.zca[key]
+
+    # ------------------------------------------------------------------ checks
+
+    def validate(self, source: str = "synthetic set") -> None:
+        """Raise SetFileError naming ``source`` and the first problem found; a set that passes
+        can be saved, loaded and evaluated."""
+        problem = next(self._problems(), None)
+        if problem is not None:
+            raise SetFileError(f"{source}: {problem}")
+
+    def _problems(self) -> Iterator[str]:
+        """Problems in order; each check may rely on the ones before it having passed."""
+        yield from self._tensor_problems()
+        yield from self._metadata_problems()
+        yield from self._value_problems()  # last: these touch every element
+
+    def _tensor_problems(self) -> Iterator[str]:
+        images, labels, soft = self.images, self.labels, self.soft_labels
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.float32:
+            yield f"images must be a float32 tensor, got {_describe_value(images)}"
+        if images.dim() != 4 or images.shape[0] == 0:
+            yield f"images must have shape [N, C, H, W] with N >= 1, got {tuple(images.shape)}"
+        n = images.shape[0]
+        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+            yield f"labels must be an int64 tensor, got {_describe_value(labels)}"
+        if labels.dim() != 1 or labels.shape[0] != n:
+            yield f"labels must have shape [N] = [{n}], got {tuple(labels.shape)}"
+        if not _is_int(self.num_classes) or self.num_classes < 1:
+            yield f"num_classes must be a positive integer, got {self.num_classes!r}"
+        k = int(self.num_classes)
+        if soft is not None:
+            if not isinstance(soft, torch.Tensor) or soft.dtype != torch.float32:
+                yield f"soft_labels must be a float32 tensor, got {_describe_value(soft)}"
+            if tuple(soft.shape) != (n, k):
+                yield f"soft_labels must have shape [N, K] = [{n}, {k}], got {tuple(soft.shape)}"
+        if self.zca is not None:
+            if not isinstance(self.zca, dict) or not self.zca:
+                yield f"zca must be a non-empty dict of tensors, got {_short(self.zca)}"
+            for key, value in self.zca.items():
+                if not isinstance(key, str) or not key or "/" in key:
+                    yield f"zca keys must be plain names, got {key!r}"
+                if not isinstance(value, torch.Tensor) or value.dtype not in (
+                        torch.float32, torch.float64):
+                    yield f"zca[{key!r}] must be a float32/float64 tensor, " \
+                          f"got {_describe_value(value)}"
+
+    def _metadata_problems(self) -> Iterator[str]:
+        k, channels = int(self.num_classes), self.images.shape[1]
+        if not isinstance(self.dataset, str) or not self.dataset:
+            yield f"dataset must be a non-empty name, got {self.dataset!r}"
+        if not isinstance(self.class_names, (list, tuple)) or len(self.class_names) != k \
+                or not all(isinstance(c, str) for c in self.class_names):
+            yield f"class_names must be {k} strings (one per class), got {_short(self.class_names)}"
+        for name, stats in (("mean", self.mean), ("std", self.std)):
+            if not _is_real_sequence(stats) or len(stats) != channels:
+                yield f"{name} must hold {channels} finite numbers (one per channel), " \
+                      f"got {_short(stats)}"
+        if any(s <= 0 for s in self.std):
+            yield f"std must be positive, got {tuple(self.std)}"
+        if self.image_space not in IMAGE_SPACES:
+            yield f"unknown image_space {self.image_space!r}; known: {', '.join(IMAGE_SPACES)}"
+        if not isinstance(self.decoder, str) or not is_known_decoder(self.decoder):
+            yield f"unknown decoder {self.decoder!r}; known: none, multiformation-F (F >= 2)"
+        if not isinstance(self.method, str) or not self.method:
+            yield f"method must be a non-empty name, got {self.method!r}"
+        if self.lr is not None and not (_is_real(self.lr) and math.isfinite(self.lr)
+                                        and self.lr > 0):
+            yield f"lr must be a finite positive number, got {self.lr!r}"
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+            yield f"seed must be a non-negative integer or None, got {self.seed!r}"
+        if not (_is_real(self.distill_seconds) and math.isfinite(self.distill_seconds)
+                and self.distill_seconds >= 0):
+            yield f"distill_seconds must be a finite number >= 0, got {self.distill_seconds!r}"
+        if not _is_int(self.distill_iterations) or self.distill_iterations < 0:
+            yield f"distill_iterations must be an integer >= 0, got {self.distill_iterations!r}"
+        for name in ("method_config", "extra"):
+            try:
+                _to_json(getattr(self, name))
+            except (TypeError, ValueError) as err:
+                yield f"{name} must be a JSON-serialisable dict ({err})"
+
+    def _value_problems(self) -> Iterator[str]:
+        if not bool(torch.isfinite(self.images).all()):
+            yield "images contain NaN or inf"
+        if self.soft_labels is not None and not bool(torch.isfinite(self.soft_labels).all()):
+            yield "soft_labels contain NaN or inf"
+        for key, value in (self.zca or {}).items():
+            if not bool(torch.isfinite(value).all()):
+                yield f"zca[{key!r}] contains NaN or inf"
+        low, high = int(self.labels.min()), int(self.labels.max())
+        if low < 0 or high >= self.num_classes:
+            yield f"labels must lie in [0, {self.num_classes}), found {low if low < 0 else high}"
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the set as an HDF5 file (schema version 1); the target appears only when complete."""
+        target = Path(path)
+        self.validate(source=str(target))
+        attrs = self._file_attrs()
+        try:
+            with atomic_path(target) as tmp:
+                with h5py.File(tmp, "w") as f:
+                    _write_datasets(f, self)
+                    _write_attrs(f, attrs)
+        except OSError as err:
+            raise SetFileError(f"{target}: cannot write the set file ({_one_line(err)})") from err
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "SyntheticSet":
+        """Read and fully check a set file: format, version, shapes, dtypes, values, sha256."""
+        source = Path(path)
+        _check_readable(source)
+        try:
+            with h5py.File(source, "r") as f:
+                synset, attrs = _read_file(f, str(source))
+        except OSError as err:
+            raise SetFileError(f"{source}: the HDF5 file is truncated or damaged "
+                               f"({_one_line(err)})") from err
+        synset.validate(source=str(source))
+        _check_derived(synset, attrs, str(source))
+        return synset.to(device)
+
+    def to(self, device: str | torch.device) -> "SyntheticSet":
+        """The same set with every tensor on ``device``."""
+        zca = None if self.zca is None else {k: v.to(device) for k, v in self.zca.items()}
+        soft = None if self.soft_labels is None else self.soft_labels.to(device)
+        return dataclasses.replace(self, images=self.images.to(device),
+                                   labels=self.labels.to(device), soft_labels=soft, zca=zca)
+
+    def _file_attrs(self) -> dict[str, Any]:
+        import dsdistill  # late: dsdistill/__init__ may import this module
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "num_classes": int(self.num_classes),
+            "class_names": np.array(list(self.class_names), dtype=h5py.string_dtype()),
+            "ipc": self.ipc,
+            "image_space": self.image_space,
+            "mean": np.asarray(self.mean, dtype=np.float64),
+            "std": np.asarray(self.std, dtype=np.float64),
+            "decoder": self.decoder,
+            "method": self.method,
+            "method_config": _to_json(self.method_config),
+            "seed": _NO_SEED if self.seed is None else int(self.seed),
+            "created_utc": created_utc(),
+            "dsdistill_version": str(dsdistill.__version__),
+            "torch_version": str(torch.__version__),  # TorchVersion: h5py wants a plain str
+            "distill_seconds": float(self.distill_seconds),
+            "distill_iterations": int(self.distill_iterations),
+            "payload_sha256": self.payload_sha256(),
+            "label_bytes": self.label_bytes,
+            "extra": _to_json(self.extra),
+        }
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(s) for s in self.images.shape[1:])
+        return (f"SyntheticSet(dataset={self.dataset!r}, method={self.method!r}, "
+                f"n={self.images.shape[0]}, ipc={self.ipc}, image={shape}, "
+                f"space={self.image_space!r}, soft_labels={self.soft_labels is not None}, "
+                f"lr={self.lr}, decoder={self.decoder!r})")
+
+
+def created_utc() -> str:
+    """Now in UTC (ISO 8601), or ``$SOURCE_DATE_EPOCH`` when set, for reproducible files."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        moment = _dt.datetime.now(_dt.timezone.utc)
+    else:
+        try:
+            moment = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
+        except (ValueError, OverflowError, OSError) as err:
+            raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, "
+                              f"got {epoch!r}") from err
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _write_datasets(f: h5py.File, synset: SyntheticSet) -> None:
+    """Payload datasets, without HDF5 timestamps so that equal sets give equal files."""
+    _create(f, "images", synset.images)
+    _create(f, "labels", synset.labels)
+    if synset.soft_labels is not None:
+        _create(f, "soft_labels", synset.soft_labels)
+    if synset.lr is not None:
+        _create(f, "lr", torch.tensor(synset.lr, dtype=torch.float32))
+    if synset.zca is not None:
+        group = _untimed_group(f, "zca")
+        for key in sorted(synset.zca):
+            _create(group, key, synset.zca[key])
+
+
+def _write_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
+    for name, value in attrs.items():
+        f.attrs[name] = value
+
+
+def _create(parent: h5py.Group, name: str, tensor: torch.Tensor) -> None:
+    parent.create_dataset(name, data=tensor.detach().cpu().numpy(), track_times=False)
+
+
+def _untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """A group without HDF5 timestamps. create_group's own track_times switch exists only in
+    recent h5py (older ones record times); the low-level call works in every version."""
+    plist = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    plist.set_obj_track_times(False)
+    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=plist))
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _check_readable(source: Path) -> None:
+    if not source.exists():
+        raise SetFileError(f"{source}: no such file")
+    if not source.is_file():
+        raise SetFileError(f"{source}: not a file")
+    try:
+        with open(source, "rb"):
+            pass
+    except OSError as err:
+        raise SetFileError(f"{source}: cannot open ({err.strerror})") from err
+    if not h5py.is_hdf5(source):
+        raise SetFileError(f"{source}: not an HDF5 file; sets from other tools must be imported "
+                           f"first (dsdistill.synset.import_set)")
+
+
+def _read_file(f: h5py.File, source: str) -> tuple[SyntheticSet, dict[str, Any]]:
+    """Check the envelope (format, version, members, dtypes), then build the set."""
+    reader = _AttrReader(f, source)
+    fmt = f.attrs.get("format")
+    if fmt is None or _as_str(fmt) != FORMAT:
+        found = "no 'format' attribute" if fmt is None else f"format {_as_str(fmt)!r}"
+        raise SetFileError(f"{source}: not a dsdistill synthetic-set file ({found}, "
+                           f"expected {FORMAT!r})")
+    version = reader.integer("format_version")
+    if version > FORMAT_VERSION:
+        raise SetFileError(f"{source}: written by a newer dsdistill (format_version {version}, "
+                           f"this one reads up to {FORMAT_VERSION}); upgrade dsdistill")
+    if version < 1:
+        raise SetFileError(f"{source}: unknown format_version {version}")
+    for name in ("images", "labels"):
+        if name not in f:
+            raise SetFileError(f"{source}: missing dataset {name!r}")
+    for name in REQUIRED_ATTRS:
+        if name not in f.attrs:
+            raise SetFileError(f"{source}: missing attribute {name!r}")
+
+    images = _read_tensor(f, "images", ("float32",), source)
+    labels = _read_tensor(f, "labels", ("int64",), source)
+    soft = _read_tensor(f, "soft_labels", ("float32",), source) if "soft_labels" in f else None
+    lr = None
+    if "lr" in f:
+        lr_tensor = _read_tensor(f, "lr", ("float32",), source)
+        if lr_tensor.dim() != 0:
+            raise SetFileError(f"{source}: dataset 'lr' must be a scalar, "
+                               f"got shape {tuple(lr_tensor.shape)}")
+        lr = float(str(lr_tensor.numpy()[()]))  # shortest float32 repr: 0.01, not 0.0099999998
+    zca = _read_zca(f, source) if "zca" in f else None
+    seed = reader.integer("seed") if "seed" in f.attrs else _NO_SEED
+
+    synset = SyntheticSet(
+        images=images, labels=labels, soft_labels=soft, lr=lr, zca=zca,
+        dataset=reader.text("dataset"),
+        num_classes=reader.integer("num_classes"),
+        class_names=reader.texts("class_names"),
+        mean=reader.numbers("mean"),
+        std=reader.numbers("std"),
+        image_space=reader.text("image_space"),
+        decoder=reader.text("decoder"),
+        method=reader.text("method"),
+        method_config=reader.json_object("method_config"),
+        seed=None if seed == _NO_SEED else seed,
+        distill_seconds=reader.number("distill_seconds"),
+        distill_iterations=reader.integer("distill_iterations"),
+        extra=reader.json_object("extra") if "extra" in f.attrs else {},
+        file_info={name: reader.text(name)
+                   for name in ("created_utc", "dsdistill_version", "torch_version")},
+    )
+    stored = {"payload_sha256": reader.text("payload_sha256"), "ipc": reader.integer("ipc"),
+              "label_bytes": reader.integer("label_bytes")}
+    return synset, stored
+
+
+def _check_derived(synset: SyntheticSet, stored: dict[str, Any], source: str) -> None:
+    """The sha256 catches damage to the payload; ipc and label_bytes must agree with it."""
+    if synset.payload_sha256() != stored["payload_sha256"]:
+        raise SetFileError(f"{source}: payload does not match its sha256: "
+                           f"the file was modified or damaged")
+    for name in ("ipc", "label_bytes"):
+        if getattr(synset, name) != stored[name]:
+            raise SetFileError(f"{source}: attribute {name} is {stored[name]} but the payload "
+                               f"gives {getattr(synset, name)}: the file was modified or damaged")
+
+
+def _read_tensor(group: h5py.Group, name: str, allowed: tuple[str, ...],
+                 source: str) -> torch.Tensor:
+    """One dataset as a tensor, after checking its dtype (either byte order is accepted)."""
+    member = group[name]
+    path = member.name.lstrip("/")
+    if not isinstance(member, h5py.Dataset):
+        raise SetFileError(f"{source}: {path!r} must be a dataset, found a group")
+    dtype = member.dtype
+    if dtype.name not in allowed:
+        raise SetFileError(f"{source}: dataset {path!r} has dtype {dtype}, "
+                           f"expected {' or '.join(allowed)}")
+    return torch.from_numpy(np.asarray(member[()], dtype=dtype.newbyteorder("="), order="C"))
+
+
+def _read_zca(f: h5py.File, source: str) -> dict[str, torch.Tensor]:
+    group = f["zca"]
+    if not isinstance(group, h5py.Group):
+        raise SetFileError(f"{source}: 'zca' must be a group of datasets")
+    return {key: _read_tensor(group, key, ("float32", "float64"), source) for key in group}
+
+
+class _AttrReader:
+    """Typed access to file attributes; a missing or mistyped one is a one-line SetFileError."""
+
+    def __init__(self, f: h5py.File, source: str) -> None:
+        self.attrs, self.source = f.attrs, source
+
+    def _get(self, name: str) -> Any:
+        if name not in self.attrs:
+            raise SetFileError(f"{self.source}: missing attribute {name!r}")
+        value = self.attrs[name]
+        return value[()] if isinstance(value, np.ndarray) and value.shape == () else value
+
+    def _bad(self, name: str, expected: str) -> SetFileError:
+        return SetFileError(f"{self.source}: attribute {name!r} must be {expected}, "
+                            f"got {_short(self.attrs[name])}")
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, (str, bytes)):
+            raise self._bad(name, "a string")
+        return _as_str(value)
+
+    def integer(self, name: str) -> int:
+        value = self._get(name)
+        if not _is_int(value):
+            raise self._bad(name, "an integer")
+        return int(value)
+
+    def number(self, name: str) -> float:
+        value = self._get(name)
+        if not _is_real(value):
+            raise self._bad(name, "a number")
+        return float(value)
+
+    def numbers(self, name: str) -> tuple[float, ...]:
+        array = np.atleast_1d(np.asarray(self._get(name)))
+        if array.ndim != 1 or array.dtype.kind not in "fiu":
+            raise self._bad(name, "a list of numbers")
+        return tuple(float(v) for v in array)
+
+    def texts(self, name: str) -> list[str]:
+        array = np.atleast_1d(np.asarray(self._get(name), dtype=object))
+        if array.ndim != 1 or not all(isinstance(v, (str, bytes)) for v in array):
+            raise self._bad(name, "a list of strings")
+        return [_as_str(v) for v in array]
+
+    def json_object(self, name: str) -> dict:
+        try:
+            value = json.loads(self.text(name))
+        except json.JSONDecodeError as err:
+            raise SetFileError(f"{self.source}: attribute {name!r} is not valid JSON "
+                               f"({err.msg} at character {err.pos})") from err
+        if not isinstance(value, dict):
+            raise self._bad(name, "a JSON object")
+        return value
+
+
+# ---------------------------------------------------------------------- small helpers
+
+
+def _hash_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor | None) -> None:
+    """Name, dtype and shape first, then the values as little-endian C-order bytes."""
+    if tensor is None:
+        digest.update(f"{name}|absent\n".encode())
+        return
+    array = tensor.detach().cpu().numpy()
+    array = np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")
+    digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}\n".encode())
+    digest.update(array.reshape(-1).view(np.uint8))
+
+
+def _to_json(obj: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) so equal configs give equal attributes."""
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected a dict, got {type(obj).__name__}")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _as_str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        _is_real(v) and math.isfinite(v) for v in value)
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    """An exception as one short line (h5py and torch messages span several)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

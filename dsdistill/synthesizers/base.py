@@ -1,0 +1,242 @@
+"""The synthesizer base: owns the loop, budget, seeding, progress, checkpoint/resume and export.
+
+A method subclasses Synthesizer, declares a Config dataclass (extending SynthConfig) and writes
+`step(state, real, it)`; everything else lives here. All randomness derives from
+(seed, purpose, class, iteration), so a checkpoint needs no RNG state: resuming at iteration k
+replays exactly the draws an uninterrupted run would make.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .._io import save_torch
+from .._progress import progress
+from .._seed import make_generator
+from ..data import RealData
+from ..errors import CheckpointError, ConfigError, DivergedError
+from ..synset import SyntheticSet
+from .method import Method, check_ipc, class_major_labels, new_set
+from .views import view_for
+
+
+@dataclass
+class SynthConfig:
+    """Options every synthesizer has."""
+    init: str = "real"              # "real" (random real images per class; DC/DM), "noise" (N(0,1) in
+                                    # normalised space), or "file:PATH" (a set file, e.g. a herding selection)
+    flip: bool = False              # FYI: match every synthetic batch together with its mirror
+    arch: str = "convnet"           # the network the set is matched against (DC/DM: ConvNet-3)
+    norm: str = "instance"          # its normalisation (DM: instance norm)
+    dsa: bool = True                # Siamese DSA on real and synthetic batches (DSA/DM)
+    checkpoint_minutes: float = 5.0 # ours: save the run state this often (and on SIGINT/SIGTERM)
+    log_points: int = 500           # ours: the stored loss curve is averaged down to at most this many points
+
+
+@dataclass
+class Budget:
+    iterations: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.minutes is None:
+            raise ConfigError("give a budget: --iterations N or --minutes M")
+        if (self.iterations is not None and self.iterations < 1) or (self.minutes is not None and self.minutes <= 0):
+            raise ConfigError("the budget must be positive")
+
+    def done(self, it: int, elapsed: float) -> bool:
+        return ((self.iterations is not None and it >= self.iterations)
+                or (self.minutes is not None and elapsed >= 60 * self.minutes))
+
+
+@dataclass
+class State:
+    """What a run carries between iterations (and into a checkpoint)."""
+    images: Tensor                              # [K*ipc, C, H, W], requires grad
+    optimizer: torch.optim.Optimizer
+    ipc: int
+    extra: dict[str, Any] = field(default_factory=dict)   # method state (tensors, state_dicts)
+    iteration: int = 0
+    elapsed: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    def class_slice(self, c: int) -> Tensor:
+        return self.images[c * self.ipc:(c + 1) * self.ipc]
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the state was checkpointed."""
+
+
+class _StopSignals:
+    """Turn SIGINT/SIGTERM into a flag checked between iterations (so a checkpoint is never torn)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: no handlers, no graceful stop
+            self._old.clear()
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Synthesizer(Method):
+    """Base of every iterative synthesizer."""
+
+    Config: ClassVar[type] = SynthConfig
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    # ---- what a method implements
+    def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def init_extra(self, real: RealData, state: State, seed: int) -> None:
+        """Method state beyond the images (learned lr, sampler network...)."""
+
+    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
+        """One iteration: compute the loss, update state.images; return figures ({'loss': ...})."""
+        raise NotImplementedError
+
+    # ---- shared machinery
+    @property
+    def view(self):
+        return view_for(self.config.flip)
+
+    def init_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
+        kind = self.config.init
+        if kind == "real":
+            return torch.cat([real.train.sample_class(c, ipc, make_generator(seed, "init", c))
+                              for c in range(real.num_classes)]).clone()
+        if kind == "noise":
+            shape = (real.num_classes * ipc, real.channels, real.image_size, real.image_size)
+            return torch.randn(shape, generator=make_generator(seed, "init-noise")).to(real.train.images.device)
+        if kind.startswith("file:"):
+            return self._init_from_file(kind[5:], real, ipc)
+        raise ConfigError(f"unknown init {kind!r}; use real, noise or file:PATH")
+
+    @staticmethod
+    def _init_from_file(path: str, real: RealData, ipc: int) -> Tensor:
+        init = SyntheticSet.load(path)
+        c, h = init.images.shape[1], init.images.shape[-1]
+        if (c, h) != (real.channels, real.image_size):
+            raise ConfigError(f"init file {path} has {c}-channel {h}px images; {real.name} has "
+                              f"{real.channels}-channel {real.image_size}px")
+        if init.dataset != real.name:
+            raise ConfigError(f"init file {path} was made from {init.dataset}, not {real.name}")
+        expected = class_major_labels(real.num_classes, ipc)
+        if len(init.labels) != len(expected) or not torch.equal(init.labels, expected):
+            raise ConfigError(f"init file {path} does not hold {ipc} images per class in class order")
+        return init.images.to(real.train.images.device).clone()
+
+    def _identity(self, real: RealData, ipc: int, seed: int) -> dict[str, Any]:
+        return {"method": self.name, "config": dataclasses.asdict(self.config), "dataset": real.name,
+                "ipc": ipc, "seed": seed, "zca": real.zca is not None}
+
+    def _save_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> None:
+        save_torch(path, {
+            "identity": identity, "iteration": state.iteration, "elapsed": state.elapsed,
+            "images": state.images.detach().cpu(), "optimizer": state.optimizer.state_dict(),
+            "extra": state.extra, "losses": list(state.losses),
+        })
+
+    def _load_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> None:
+        try:
+            ckpt = torch.load(path, map_location=state.images.device, weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"--resume: no checkpoint at {path}; start without --resume") from None
+        except Exception as err:
+            raise CheckpointError(f"--resume: checkpoint {path} is unreadable ({type(err).__name__}); "
+                                  "delete it and start again") from None
+        if ckpt.get("identity") != identity:
+            diff = [k for k in identity if ckpt.get("identity", {}).get(k) != identity[k]]
+            raise CheckpointError(f"--resume: checkpoint {path} belongs to another run (differs in {', '.join(diff)})")
+        with torch.no_grad():
+            state.images.copy_(ckpt["images"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.extra = ckpt["extra"]
+        state.iteration, state.elapsed, state.losses = ckpt["iteration"], ckpt["elapsed"], list(ckpt["losses"])
+
+    def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
+            checkpoint: str | Path | None = None, resume: bool = False, **_: Any) -> SyntheticSet:
+        budget = budget or Budget(iterations=100)
+        check_ipc(real, ipc)
+        if self.config.flip and real.digits:
+            warnings.warn(f"--flip on {real.name}: digits are not mirror-symmetric, FYI's premise fails there",
+                          stacklevel=2)
+        images = self.init_images(real, ipc, seed).detach().requires_grad_(True)
+        state = State(images=images, optimizer=self.make_optimizer(images), ipc=ipc)
+        self.init_extra(real, state, seed)
+        identity = self._identity(real, ipc, seed)
+        ckpt_path = Path(checkpoint) if checkpoint else None
+        if resume:
+            if ckpt_path is None:
+                raise CheckpointError("--resume needs a checkpoint path")
+            self._load_checkpoint(ckpt_path, state, identity)
+        last_save = time.monotonic()
+        start_elapsed = state.elapsed
+        start = time.monotonic()
+        total = budget.iterations
+        bar = progress(total=total, initial=state.iteration, desc=self.name, unit="it")
+        with _StopSignals() as signals:
+            while not budget.done(state.iteration, state.elapsed):
+                figures = self.step(state, real, state.iteration, seed)
+                loss = float(figures.get("loss", 0.0))
+                if not math.isfinite(loss):
+                    where = f"; the last good checkpoint is {ckpt_path}" if ckpt_path and ckpt_path.exists() else ""
+                    raise DivergedError(f"{self.name}: the loss became {loss} at iteration {state.iteration}; "
+                                        f"stopped{where}. Try a smaller learning rate.")
+                state.losses.append(loss)
+                state.iteration += 1
+                state.elapsed = start_elapsed + time.monotonic() - start
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}")
+                due = time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
+                if ckpt_path and (due or signals.stop):
+                    self._save_checkpoint(ckpt_path, state, identity)
+                    last_save = time.monotonic()
+                if signals.stop:
+                    bar.close()
+                    raise Interrupted(f"stopped at iteration {state.iteration}; checkpoint: {ckpt_path}")
+        bar.close()
+        if ckpt_path:
+            self._save_checkpoint(ckpt_path, state, identity)
+        return self.export(real, state, seed)
+
+    def export(self, real: RealData, state: State, seed: int) -> SyntheticSet:
+        synset = new_set(real, state.images, self.name, self.config, seed,
+                         distill_seconds=state.elapsed, distill_iterations=state.iteration)
+        synset.extra["loss_curve"] = _downsample(state.losses, self.config.log_points)
+        return synset
+
+
+def _downsample(values: list[float], points: int) -> dict[str, list[float]]:
+    """Window means, so a long curve fits in a file attribute."""
+    if not values:
+        return {"iteration": [], "loss": []}
+    window = max(1, math.ceil(len(values) / points))
+    its, means = [], []
+    for i in range(0, len(values), window):
+        chunk = values[i:i + window]
+        its.append(i + len(chunk) - 1)
+        means.append(sum(chunk) / len(chunk))
+    return {"iteration": its, "loss": means}

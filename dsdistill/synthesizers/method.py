@@ -1,0 +1,75 @@
+"""What every method shares: a dataclass config, capability flags and fit(real, ipc, seed)."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from .._config import make_config
+from ..data import RealData
+from ..errors import ConfigError
+from ..synset import SyntheticSet
+
+
+@dataclass
+class NoConfig:
+    """A method without options."""
+
+
+class Method(abc.ABC):
+    """A way to turn real data into a SyntheticSet at a chosen IPC."""
+
+    name: ClassVar[str] = "?"
+    Config: ClassVar[type] = NoConfig
+    kind: ClassVar[str] = "synthesis"      # "selection" or "synthesis"
+    needs_teacher: ClassVar[bool] = False  # works from models trained on the real data
+    class_separable: ClassVar[bool] = True # classes can be processed independently (sharding)
+    supports_view: ClassVar[bool] = True   # accepts FYI's flip view
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        if config is None:
+            config = make_config(self.Config, overrides)
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+
+    @abc.abstractmethod
+    def fit(self, real: RealData, ipc: int, seed: int = 0, **kwargs: Any) -> SyntheticSet:
+        """Build the set; real data is already on the device the method should use."""
+
+
+def check_ipc(real: RealData, ipc: int) -> None:
+    """IPC must be positive and no larger than the smallest class."""
+    if ipc < 1:
+        raise ConfigError(f"--ipc must be at least 1, got {ipc}")
+    sizes = [len(i) for i in real.train.class_index]
+    smallest = min(sizes)
+    if ipc > smallest:
+        c = sizes.index(smallest)
+        raise ConfigError(f"--ipc {ipc} is larger than class {c} ({real.class_names[c]!r}), "
+                          f"which has {smallest} training images")
+
+
+def class_major_labels(num_classes: int, ipc: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[0]*ipc + [1]*ipc + ...: the layout of every set we write."""
+    return torch.arange(num_classes, device=device).repeat_interleave(ipc)
+
+
+def new_set(real: RealData, images: torch.Tensor, method: str, config: Any, seed: int,
+            labels: torch.Tensor | None = None, **fields: Any) -> SyntheticSet:
+    """A SyntheticSet with the real data's metadata filled in (class-major labels unless given)."""
+    if labels is None:
+        labels = class_major_labels(real.num_classes, images.shape[0] // real.num_classes)
+    zca = real.zca.state_dict() if real.zca is not None else None
+    return SyntheticSet(
+        images=images.detach().float().cpu().contiguous(),
+        labels=labels.cpu(),
+        dataset=real.name, num_classes=real.num_classes, class_names=list(real.class_names),
+        mean=tuple(real.mean), std=tuple(real.std),
+        image_space="zca" if zca is not None else "normalized",
+        zca={k: v.detach().cpu() for k, v in zca.items()} if zca is not None else None,
+        method=method, method_config=dataclasses.asdict(config), seed=seed, **fields,
+    )
