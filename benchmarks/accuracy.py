@@ -91,6 +91,7 @@ def main() -> None:
                           set_path=str(set_path.relative_to(ROOT.parent)))
         rep = report.to_json()
         rep["method_label"] = spec
+        rep["command"] = "python " + " ".join(sys.argv)
         if synset.distill_iterations:
             rep["distill"] = f"{synset.distill_iterations} it, {synset.distill_seconds:.0f} s"
         from dsdistill._io import write_json

@@ -49,7 +49,9 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
              path: str = "auto", set_path: str = "") -> Report:
     """Score `synset` under `protocol` for each architecture (default: the protocol's own).
 
-    path: "auto" (vectorised unless the model has batch norm), "vmap" or "loop".
+    path: "auto", "vmap" or "loop". auto takes vmap on CUDA for models without batch norm and the
+    loop on the CPU, where grouped convolutions made vmap 0.56x as fast as the loop
+    (benchmarks/results/eval_speed-cpu.md).
     """
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if path not in ("auto", *TRAINERS):
@@ -86,7 +88,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
 
         chosen = path
         if chosen == "auto":
-            chosen = "loop" if has_batch_norm(factory()) else "vmap"
+            chosen = "vmap" if dev.type == "cuda" and not has_batch_norm(factory()) else "loop"
         if chosen == "vmap" and has_batch_norm(factory()):
             raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
         start = time.perf_counter()

@@ -81,6 +81,10 @@ MTT = _add(dataclasses.replace(
     DC, name="mtt", lr_source="set",
     description="dc with the learned step size carried by the set (trajectory matching) as the training lr.",
 ))
+SMOKE = _add(dataclasses.replace(
+    DC, name="smoke", epochs=2, seeds=(0,), model_options=(("width", 16),),
+    description="Installation check only (2 epochs, 1 narrow model): the score means nothing.",
+))
 
 
 def get_protocol(name: str) -> Protocol:

@@ -39,6 +39,7 @@ class SynthConfig:
     norm: str = "instance"          # its normalisation (DM: instance norm)
     dsa: bool = True                # Siamese DSA on real and synthetic batches (DSA/DM)
     checkpoint_minutes: float = 5.0 # ours: save the run state this often (and on SIGINT/SIGTERM)
+    checkpoint_every: int = 0       # ours: also every N iterations (0 = time only)
     log_points: int = 500           # ours: the stored loss curve is averaged down to at most this many points
 
 
@@ -71,6 +72,9 @@ class State:
 
     def class_slice(self, c: int) -> Tensor:
         return self.images[c * self.ipc:(c + 1) * self.ipc]
+
+
+_OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points"}
 
 
 class Interrupted(Exception):
@@ -149,7 +153,9 @@ class Synthesizer(Method):
         return init.images.to(real.train.images.device).clone()
 
     def _identity(self, real: RealData, ipc: int, seed: int) -> dict[str, Any]:
-        return {"method": self.name, "config": dataclasses.asdict(self.config), "dataset": real.name,
+        """What must match for a checkpoint to continue this run (how often we save does not)."""
+        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _OPERATIONAL}
+        return {"method": self.name, "config": config, "dataset": real.name,
                 "ipc": ipc, "seed": seed, "zca": real.zca is not None}
 
     def _save_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> None:
@@ -210,7 +216,9 @@ class Synthesizer(Method):
                 state.elapsed = start_elapsed + time.monotonic() - start
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4g}")
-                due = time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
+                every = self.config.checkpoint_every
+                due = (time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
+                       or (every > 0 and state.iteration % every == 0))
                 if ckpt_path and (due or signals.stop):
                     self._save_checkpoint(ckpt_path, state, identity)
                     last_save = time.monotonic()

@@ -48,4 +48,4 @@ class DataDAM(DM):
         sam = attention_loss(real.maps[:-1], syn.maps[:-1], cfg.power)
         mmd = mean_embedding_loss(real.embedding, syn.embedding)
         loss = cfg.loss_scale * (sam + cfg.task_balance * mmd)
-        return loss, {"sam": float(sam), "mmd": float(mmd)}
+        return loss, {"sam": sam.item(), "mmd": mmd.item()}

@@ -112,7 +112,7 @@ class DM(Synthesizer):
             syn_out = self._features(net, [inputs[c][1] for c in group])
             loss, parts = self.match(real_out, syn_out)
             loss.backward()
-            total += float(loss)
+            total += loss.item()
             for k, v in parts.items():
                 figures[k] = figures.get(k, 0.0) + v
         state.optimizer.step()

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny in-memory datasets (no files, no network) and fake raw files."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsdistill.data import RealData, Split, write_fake
+
+
+def make_tiny_real(num_classes: int = 4, per_class: int = 12, test_per_class: int = 5, size: int = 28,
+                   channels: int = 1, seed: int = 0, name: str = "fashion-mnist") -> RealData:
+    """Each class is a noisy copy of its own random template, so a model can learn it."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.randn(num_classes, channels, size, size, generator=g)
+
+    def split(n: int) -> Split:
+        labels = torch.arange(num_classes).repeat_interleave(n)
+        images = templates[labels] + 0.5 * torch.randn(len(labels), channels, size, size, generator=g)
+        return Split.from_tensors(images, labels, num_classes)
+
+    return RealData(name=name, train=split(per_class), test=split(test_per_class),
+                    class_names=[f"c{i}" for i in range(num_classes)], mean=(0.5,) * channels,
+                    std=(0.25,) * channels, digits=False)
+
+
+@pytest.fixture
+def tiny_real() -> RealData:
+    return make_tiny_real()
+
+
+@pytest.fixture
+def fake_fmnist_root(tmp_path_factory) -> str:
+    """Fashion-MNIST in its native IDX format, 6 train and 2 test images per class."""
+    folder = tmp_path_factory.mktemp("fmnist")
+    return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))

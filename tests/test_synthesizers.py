@@ -1,0 +1,207 @@
+"""Registry-wide synthesizer tests (every iterative method gets them for free) plus DM/DataDAM specifics."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsdistill.errors import CheckpointError, ConfigError, DivergedError, UnknownNameError
+from dsdistill.synthesizers import SYNTHESIZERS, Budget, Interrupted, create_synthesizer, resolve_method
+from dsdistill.synthesizers.dm import DM, Features
+from dsdistill.synthesizers.losses import attention_loss, mean_embedding_loss
+
+SYNTH = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "synthesis"]
+SMALL = {"width": 8, "batch_real": 6}   # every distribution-matching test runs on a narrow ConvNet
+
+
+def small(name: str, **kw):
+    return create_synthesizer(name, **{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("name", SYNTH)
+@pytest.mark.parametrize("flip", [False, True])
+def test_fit_returns_a_valid_set_that_records_the_run(tiny_real, name, flip):
+    synth = small(name, flip=flip)
+    assert synth.supports_view
+    synset = synth.fit(tiny_real, 2, seed=0, budget=Budget(iterations=3))
+    synset.validate()
+    assert synset.images.shape == (8, 1, 28, 28)  # the mirrors are never stored
+    assert synset.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert synset.distill_iterations == 3 and synset.method == name
+    assert synset.method_config["flip"] is flip and synset.method_config["width"] == 8
+    assert len(synset.extra["loss_curve"]["loss"]) == 3
+    assert not torch.equal(synset.images, create_synthesizer("random").fit(tiny_real, 2).images)
+
+
+@pytest.mark.parametrize("name", SYNTH)
+def test_same_seed_same_bytes_and_images_move(tiny_real, name):
+    a = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=3))
+    b = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=3))
+    c = small(name).fit(tiny_real, 2, seed=1, budget=Budget(iterations=3))
+    assert a.payload_sha256() == b.payload_sha256() != c.payload_sha256()
+    init = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=1))
+    assert not torch.equal(a.images, init.images)
+
+
+@pytest.mark.parametrize("name", SYNTH)
+def test_stop_and_resume_gives_the_uninterrupted_bytes(tiny_real, name, tmp_path, monkeypatch):
+    full = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=6))
+    ckpt = tmp_path / "run.ckpt"
+    synth = small(name)
+    original = type(synth).step
+
+    def step_then_sigint(self, state, real, it, seed):
+        figures = original(self, state, real, it, seed)
+        if it == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # handled: checkpoint after this iteration, then stop
+        return figures
+
+    monkeypatch.setattr(type(synth), "step", step_then_sigint)
+    with pytest.raises(Interrupted, match="iteration 3"):
+        synth.fit(tiny_real, 2, seed=0, budget=Budget(iterations=6), checkpoint=ckpt)
+    monkeypatch.setattr(type(synth), "step", original)
+    resumed = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=6), checkpoint=ckpt, resume=True)
+    assert resumed.payload_sha256() == full.payload_sha256()
+    assert resumed.distill_iterations == 6
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from conftest import make_tiny_real
+    from dsdistill.synthesizers import Budget, create_synthesizer
+    synth = create_synthesizer({name!r}, width=8, batch_real=6, checkpoint_every=3)
+    original = type(synth).step
+    def step(self, state, real, it, seed):
+        if it == 5:
+            os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no handler, no final save
+        return original(self, state, real, it, seed)
+    type(synth).step = step
+    synth.fit(make_tiny_real(), 2, seed=0, budget=Budget(iterations=8), checkpoint={ckpt!r})
+""")
+
+
+@pytest.mark.parametrize("name", ["dm"])
+def test_hard_kill_between_checkpoints_resumes_to_the_same_bytes(tiny_real, name, tmp_path):
+    ckpt = str(tmp_path / "run.ckpt")
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), name=name, ckpt=ckpt)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    resumed = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=8), checkpoint=ckpt, resume=True)
+    full = small(name).fit(tiny_real, 2, seed=0, budget=Budget(iterations=8))
+    assert resumed.payload_sha256() == full.payload_sha256()
+
+
+def test_resume_refuses_another_runs_checkpoint(tiny_real, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    small("dm").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2), checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match="differs in seed"):
+        small("dm").fit(tiny_real, 2, seed=1, budget=Budget(iterations=4), checkpoint=ckpt, resume=True)
+    with pytest.raises(CheckpointError, match="differs in config"):
+        small("dm", lr_img=0.5).fit(tiny_real, 2, seed=0, budget=Budget(iterations=4), checkpoint=ckpt, resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        small("dm").fit(tiny_real, 2, budget=Budget(iterations=4), checkpoint=tmp_path / "none", resume=True)
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        small("dm").fit(tiny_real, 2, budget=Budget(iterations=4), checkpoint=tmp_path / "junk.ckpt", resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_real, tmp_path, monkeypatch):
+    ckpt = tmp_path / "run.ckpt"
+    synth = small("dm", checkpoint_every=2)
+    original = DM.step
+
+    def step(self, state, real, it, seed):
+        figures = original(self, state, real, it, seed)
+        return {"loss": float("nan")} if it == 3 else figures
+
+    monkeypatch.setattr(DM, "step", step)
+    with pytest.raises(DivergedError, match=f"iteration 3.*last good checkpoint is {ckpt}"):
+        synth.fit(tiny_real, 2, seed=0, budget=Budget(iterations=6), checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 2
+
+
+def test_joint_and_per_class_batching_give_the_same_gradient(tiny_real):
+    """Instance norm has no cross-sample coupling: one forward for all classes == a per-class loop."""
+    results = []
+    for mode in ("joint", "per-class"):
+        synset = small("datadam", class_batching=mode).fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+        results.append(synset.images)
+    assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def test_dm_and_datadam_losses_are_the_documented_formulas():
+    g = torch.Generator().manual_seed(0)
+    maps = [torch.randn(2, 3, 4, 8, 8, generator=g), torch.randn(2, 3, 4, 4, 4, generator=g)]
+    smaps = [torch.randn(2, 1, 4, 8, 8, generator=g), torch.randn(2, 1, 4, 4, 4, generator=g)]
+    real = Features(maps, torch.randn(2, 3, 5, generator=g))
+    syn = Features(smaps, torch.randn(2, 1, 5, generator=g))
+    dm_loss, _ = small("dm").match(real, syn)
+    assert torch.allclose(dm_loss, mean_embedding_loss(real.embedding, syn.embedding))
+    dam = small("datadam", power=4.0, task_balance=0.01, loss_scale=100.0)
+    loss, parts = dam.match(real, syn)
+    expected = 100 * (attention_loss(maps[:-1], smaps[:-1], 4.0) + 0.01 * dm_loss)  # the last block is skipped
+    assert torch.allclose(loss, expected)
+    assert set(parts) == {"sam", "mmd"}
+
+
+def test_datadam_defaults_are_the_paper_and_the_official_preset_is_the_code():
+    cfg = create_synthesizer("datadam").config
+    assert (cfg.power, cfg.norm, cfg.loss_scale, cfg.batch_real, cfg.task_balance) == (4.0, "instance", 1.0, 256, 0.01)
+    official = create_synthesizer("datadam.official").config
+    assert (official.power, official.norm, official.loss_scale, official.batch_real) == (1.0, "batch", 100.0, 64)
+    assert resolve_method("datadam.paper")[1]["iterations"] == 8000
+    assert resolve_method("datadam.official")[1]["iterations"] == 20000
+    with pytest.raises(UnknownNameError, match="datadam.paper"):
+        resolve_method("datadam.bogus")
+    dm = create_synthesizer("dm").config
+    assert (dm.lr_img, dm.momentum, dm.batch_real, dm.init, dm.norm) == (1.0, 0.5, 256, "real", "instance")
+
+
+def test_batch_norm_network_runs_jointly(tiny_real):
+    synset = small("datadam", norm="batch").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+    synset.validate()
+
+
+def test_init_options(tiny_real, tmp_path):
+    noise = small("dm", init="noise").fit(tiny_real, 2, seed=0, budget=Budget(iterations=1))
+    assert noise.images.shape == (8, 1, 28, 28)
+    herding = create_synthesizer("herding", features="random").fit(tiny_real, 2)
+    path = tmp_path / "herding.h5"
+    herding.save(path)
+    from_file = small("dm", init=f"file:{path}", lr_img=1e-12).fit(tiny_real, 2, budget=Budget(iterations=1))
+    assert torch.allclose(from_file.images, herding.images, atol=1e-6)
+    with pytest.raises(ConfigError, match="3 images per class"):
+        small("dm", init=f"file:{path}").fit(tiny_real, 3, budget=Budget(iterations=1))
+    from conftest import make_tiny_real
+    rgb = make_tiny_real(channels=3, size=32)
+    with pytest.raises(ConfigError, match="1-channel 28px"):
+        small("dm", init=f"file:{path}").fit(rgb, 2, budget=Budget(iterations=1))
+    with pytest.raises(ConfigError, match="unknown init"):
+        small("dm", init="zeros").fit(tiny_real, 2, budget=Budget(iterations=1))
+
+
+def test_flip_on_digits_warns(tiny_real):
+    tiny_real.digits = True
+    with pytest.warns(UserWarning, match="digits"):
+        small("dm", flip=True).fit(tiny_real, 2, budget=Budget(iterations=1))
+
+
+def test_budget_validation():
+    with pytest.raises(ConfigError, match="budget"):
+        Budget()
+    with pytest.raises(ConfigError, match="positive"):
+        Budget(iterations=0)
+    assert Budget(minutes=1).done(0, 61) and not Budget(iterations=3).done(2, 1e9)
+
+
+def test_class_flags_are_declared():
+    for name, cls in SYNTHESIZERS.items():
+        assert cls.kind in ("selection", "synthesis")
+        assert isinstance(cls.class_separable, bool) and isinstance(cls.needs_teacher, bool)
