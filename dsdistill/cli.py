@@ -43,8 +43,9 @@ def _device(args: argparse.Namespace):
     return resolve_device(args.device)
 
 
-def _provenance(synset) -> None:
-    synset.extra.setdefault("command", " ".join(["dsdistill", *sys.argv[1:]]))
+def _provenance(synset, args: argparse.Namespace) -> None:
+    """Every file we write says what produced it."""
+    synset.extra.setdefault("command", " ".join(["dsdistill", *args.argv]))
 
 
 # ---------------------------------------------------------------- datasets
@@ -92,7 +93,7 @@ def run_select(args: argparse.Namespace) -> int:
     method = cls(**parse_overrides(cls.Config, args.set))
     real = _load(args, args.dataset)
     synset = method.fit(real, args.ipc, seed=args.seed)
-    _provenance(synset)
+    _provenance(synset, args)
     synset.save(args.out)
     print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, seed {args.seed})")
     return 0
@@ -156,7 +157,7 @@ def run_distill(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         print(f"dsdistill: {stop}; continue with the same command plus --resume", file=sys.stderr)
         return 130
-    _provenance(synset)
+    _provenance(synset, args)
     synset.save(args.out)
     print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
           f"{synset.distill_iterations} iterations, {synset.distill_seconds:.0f} s)")
@@ -295,7 +296,7 @@ def run_import(args: argparse.Namespace) -> int:
     synset = import_set(args.source, labels_path=args.labels, dataset=spec.name, num_classes=spec.num_classes,
                         class_names=None, mean=spec.mean, std=spec.std, experiment=args.experiment,
                         method=args.method)
-    _provenance(synset)
+    _provenance(synset, args)
     synset.save(args.out)
     print(f"wrote {args.out}: {len(synset.images)} images")
     return 0
@@ -330,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     set_quiet(getattr(args, "quiet", False))
     try:
         return args.run(args)

@@ -1,0 +1,99 @@
+"""The command line: every command end to end on fake Fashion-MNIST files, and bad input -> one line, exit 2."""
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from dsdistill.cli import COMMANDS, main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def random_set(fake_fmnist_root, tmp_path, capsys):
+    path = tmp_path / "r.h5"
+    code, out, _ = run(capsys, "select", "--method", "random", "--ipc", "2", "--seed", "0", "--out", str(path),
+                       "--data-root", fake_fmnist_root, "--device", "cpu")
+    assert code == 0 and "wrote" in out
+    return path
+
+
+def test_select_info_show_evaluate(random_set, fake_fmnist_root, tmp_path, capsys):
+    code, out, _ = run(capsys, "info", str(random_set))
+    assert code == 0 and "fashion-mnist" in out and "payload sha256" in out and "dsdistill select" in out
+    png = tmp_path / "grid.png"
+    assert run(capsys, "show", str(random_set), "--out", str(png))[0] == 0 and png.stat().st_size > 0
+    report = tmp_path / "r.json"
+    code, out, _ = run(capsys, "evaluate", str(random_set), "--protocol", "smoke", "--json", str(report),
+                       "--data-root", fake_fmnist_root, "--device", "cpu")
+    assert code == 0 and "protocol smoke" in out
+    data = json.loads(report.read_text())
+    assert data["protocol"] == "smoke" and len(data["results"][0]["accuracies"]) == 1
+
+
+def test_distill_and_resume(fake_fmnist_root, tmp_path, capsys):
+    out = tmp_path / "dm.h5"
+    base = ["distill", "--method", "dm", "--ipc", "2", "--out", str(out), "--data-root", fake_fmnist_root,
+            "--device", "cpu", "--set", "width=8", "--set", "batch_real=4"]
+    code, stdout, _ = run(capsys, *base, "--iterations", "2", "--flip")
+    assert code == 0 and "2 iterations" in stdout and (tmp_path / "dm.h5.ckpt").exists()
+    code, stdout, _ = run(capsys, *base, "--iterations", "3", "--flip", "--resume")
+    assert code == 0 and "3 iterations" in stdout
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["method_config"])["flip"] is True
+
+
+def test_whole_dataset_score_is_cached(fake_fmnist_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DSDISTILL_CACHE", str(tmp_path / "cache"))
+    argv = ["evaluate", "--whole", "--dataset", "fashion-mnist", "--protocol", "smoke",
+            "--data-root", fake_fmnist_root, "--device", "cpu"]
+    code, first, _ = run(capsys, *argv)
+    assert code == 0 and "whole" in first
+    code, second, _ = run(capsys, *argv)
+    assert code == 0 and "(cached:" in second
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["select", "--method", "nope", "--ipc", "1", "--out", "x.h5"], "unknown method 'nope'"),
+    (["select", "--method", "random", "--ipc", "99", "--out", "x.h5"], "larger than class"),
+    (["select", "--method", "herding", "--ipc", "1", "--out", "x.h5", "--set", "bogus=1"], "unknown option 'bogus'"),
+    (["distill", "--method", "dm", "--ipc", "1", "--out", "x.h5", "--set", "lr_imgg=1"], "valid: arch, batch_real"),
+    (["distill", "--method", "random", "--ipc", "1", "--out", "x.h5"], "is a selection method"),
+    (["select", "--method", "random", "--ipc", "1", "--out", "x.h5", "--dataset", "bogus"], "unknown dataset"),
+    (["evaluate", "missing.h5"], "missing.h5"),
+    (["evaluate", "--protocol", "nope", "missing.h5"], "unknown protocol 'nope'"),
+    (["info", "missing.h5"], "missing.h5"),
+    (["show", "missing.h5", "--out", "g.png"], "missing.h5"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(argv, message, fake_fmnist_root, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    extra = ["--data-root", fake_fmnist_root] if argv[0] in ("select", "distill") else []
+    code, _, err = run(capsys, *argv, *extra)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("dsdistill: error:") and message in err
+
+
+def test_damaged_set_file_is_refused_by_every_command(random_set, tmp_path, capsys):
+    with h5py.File(random_set, "r+") as f:
+        f["images"][0, 0, 0, 0] = 123.0
+    for argv in (["info", str(random_set)], ["show", str(random_set), "--out", str(tmp_path / "g.png")],
+                 ["evaluate", str(random_set), "--protocol", "smoke"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "sha256" in err and err.count("\n") == 1
+
+
+def test_every_command_has_help_and_the_module_runs():
+    for name in COMMANDS:
+        proc = subprocess.run([sys.executable, "-m", "dsdistill", name, "--help"], capture_output=True, text=True,
+                              timeout=60) if name in ("evaluate", "distill") else None
+        if proc is not None:
+            assert proc.returncode == 0 and "usage: dsdistill" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "dsdistill", "info", "/nonexistent.h5"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
