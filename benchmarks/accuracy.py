@@ -44,21 +44,35 @@ def make_set(spec: str, ipc: int, seed: int, args, real, out: Path) -> Synthetic
     return synset
 
 
-def table(folder: Path, command: str) -> str:
-    rows = ["| method | IPC | protocol | mean ± std (%) | models | per-model accuracies | distill | eval s |",
-            "|---|---|---|---|---|---|---|---|"]
-    hw = ""
+def table(folder: Path) -> str:
+    """Per-set rows, then one row per (method, IPC, protocol) over every model of every set."""
+    import numpy as np
+    rows = ["| method | IPC | protocol | set seed | mean ± std (%) | models | per-model accuracies (%) | distill | eval s |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[float]] = {}
+    hw, commands = "", set()
     for path in sorted(folder.glob("*.json")):
         rep = json.loads(path.read_text())
         hw = rep["hardware"]
+        commands.add(rep.get("command", ""))
         for r in rep["results"]:
             accs = ", ".join(f"{100 * a:.2f}" for a in r["accuracies"])
-            rows.append(f"| {rep['method_label']} | {rep['ipc']} | {rep['protocol']} #{rep['protocol_hash']} | "
+            key = (rep["method_label"], rep["ipc"], f"{rep['protocol']} #{rep['protocol_hash']}")
+            groups.setdefault(key, []).extend(r["accuracies"])
+            rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {rep.get('set_seed', 0)} | "
                         f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {len(r['accuracies'])} | {accs} | "
                         f"{rep.get('distill', '-')} | {r['seconds']:.0f} |")
-    head = [f"# {folder.name}", "", f"Command: `{command}`", f"Hardware: {hw}", f"Date: {utc_now()}", "",
-            "Final-epoch test accuracy on the full real test set, mean ± std (population) over the protocol's "
-            "listed seeds. Never selected on the test set.", ""]
+    summary = ["| method | IPC | protocol | sets | models | mean ± std over all models (%) |", "|---|---|---|---|---|---|"]
+    for key, accs in sorted(groups.items()):
+        n_sets = sum(1 for p in folder.glob("*.json")
+                     if (lambda r: (r["method_label"], r["ipc"], f"{r['protocol']} #{r['protocol_hash']}"))(
+                         json.loads(p.read_text())) == key)
+        summary.append(f"| {key[0]} | {key[1]} | {key[2]} | {n_sets} | {len(accs)} | "
+                       f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs):.2f} |")
+    head = [f"# {folder.name}", "", "Commands:", *[f"- `{c}`" for c in sorted(commands) if c], "",
+            f"Hardware: {hw}", f"Table written: {utc_now()}", "",
+            "Final-epoch test accuracy on the full real test set; std is the population std. "
+            "Nothing is selected on the test set.", "", "## Summary", "", *summary, "", "## Every set", ""]
     return "\n".join(head + rows) + "\n"
 
 
@@ -67,7 +81,8 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--cells", nargs="+", required=True, help="METHOD[+key=value...]:IPC:PROTOCOL")
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--seed", type=int, default=0, help="seed of the set (the protocol lists the model seeds)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the sets: one set per seed, each scored by the protocol's listed models")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--set", action="append", default=[], help="config override for synthesizers")
@@ -76,29 +91,31 @@ def main() -> None:
     folder = ROOT / "results" / args.name
     folder.mkdir(parents=True, exist_ok=True)
     real = load_dataset(args.dataset, device=args.device if args.device != "auto" else "cpu")
-    for cell in args.cells:
+    for cell, seed in [(c, s) for c in args.cells for s in args.seeds]:
         spec, ipc, proto = cell.rsplit(":", 2)
         label = spec.replace("=", "-").replace("+", "_")
-        report_path = folder / f"{label}-ipc{ipc}-{proto}.json"
+        suffix = "" if seed == 0 else f"-seed{seed}"     # seed 0 keeps the first runs' names
+        report_path = folder / f"{label}-ipc{ipc}-{proto}{suffix}.json"
         if report_path.exists():
-            print(f"skip {cell} (done)")
+            print(f"skip {cell} seed {seed} (done)")
             continue
         t0 = time.time()
-        set_path = folder / "sets" / f"{label}-ipc{ipc}-seed{args.seed}.h5"
+        set_path = folder / "sets" / f"{label}-ipc{ipc}-seed{seed}.h5"
         set_path.parent.mkdir(exist_ok=True)
-        synset = make_set(spec, int(ipc), args.seed, args, real, set_path)
+        synset = make_set(spec, int(ipc), seed, args, real, set_path)
         report = evaluate(synset, get_protocol(proto), data=real, device=real.train.images.device,
                           set_path=str(set_path.relative_to(ROOT.parent)))
         rep = report.to_json()
         rep["method_label"] = spec
+        rep["set_seed"] = seed
         rep["command"] = "python " + " ".join(sys.argv)
         if synset.distill_iterations:
             rep["distill"] = f"{synset.distill_iterations} it, {synset.distill_seconds:.0f} s"
         from dsdistill._io import write_json
         write_json(report_path, rep)
         print(report.table(), f"\n({time.time() - t0:.0f} s)", flush=True)
-        (folder / "README.md").write_text(table(folder, "python " + " ".join(sys.argv)))
-    (folder / "README.md").write_text(table(folder, "python " + " ".join(sys.argv)))
+        (folder / "README.md").write_text(table(folder))
+    (folder / "README.md").write_text(table(folder))
 
 
 if __name__ == "__main__":
