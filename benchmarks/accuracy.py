@@ -18,6 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
+from dsdistill._malloc import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 from dsdistill._config import parse_overrides  # noqa: E402
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402

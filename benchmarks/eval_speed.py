@@ -14,6 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dsdistill._malloc import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
 from dsdistill.evaluate.report import hardware, utc_now  # noqa: E402

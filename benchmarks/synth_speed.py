@@ -18,6 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dsdistill._malloc import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 
 def reference_step(method, state, real, it, seed) -> float:
     """The plain per-class loop: per class, augment, embed real and synthetic, add the loss; one step."""

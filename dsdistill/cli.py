@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from ._malloc import keep_freed_memory
 from ._progress import set_quiet
 from .errors import ConfigError, DsdistillError
 
@@ -335,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     set_quiet(getattr(args, "quiet", False))
+    keep_freed_memory()
     try:
         return args.run(args)
     except DsdistillError as err:

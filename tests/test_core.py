@@ -78,3 +78,9 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_json(target, {"a": 1})
     assert target.read_text().strip().startswith("{") and len(list(tmp_path.iterdir())) == 1
+
+
+def test_keep_freed_memory_is_harmless():
+    from dsdistill._malloc import keep_freed_memory
+    assert keep_freed_memory() in (True, False)
+    assert torch.ones(1000, 1000).sum() == 1e6
