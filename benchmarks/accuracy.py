@@ -15,17 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dsdistill._malloc import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()
+from _common import ROOT  # noqa: E402  (import path, allocator tuning)
 
 from dsdistill._config import parse_overrides  # noqa: E402
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
-from dsdistill.evaluate.report import hardware, utc_now  # noqa: E402
+from dsdistill.evaluate.report import utc_now  # noqa: E402
 from dsdistill.synset import SyntheticSet  # noqa: E402
 from dsdistill.synthesizers import Budget, resolve_method  # noqa: E402
 

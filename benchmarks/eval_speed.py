@@ -12,15 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dsdistill._malloc import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()
+from _common import header, write_results  # noqa: E402
 
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
-from dsdistill.evaluate.report import hardware, utc_now  # noqa: E402
 from dsdistill.synthesizers import create_synthesizer  # noqa: E402
 
 
@@ -48,14 +45,10 @@ def main() -> None:
         rows.append(f"| {ipc} | {proto.num_models} | {times['loop']:.3f} | {times['vmap']:.3f} | "
                     f"{times['loop'] / times['vmap']:.2f}x | {100 * diff:.2f} pts |")
         print(rows[-1], flush=True)
-    text = "\n".join([
-        "# Evaluator: vectorised (vmap) vs loop", "",
-        f"Command: `python {' '.join(sys.argv)}`", f"Hardware: {hardware()}", f"Date: {utc_now()}", "",
+    write_results(args.out, header("Evaluator: vectorised (vmap) vs loop", args.device) + [
         f"Protocol {proto.name} shortened to {args.epochs} epochs (time per epoch includes the final test pass "
-        "amortised over the epochs), random Fashion-MNIST sets.", "", *rows, ""])
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        "amortised over the epochs), random Fashion-MNIST sets. Both paths train the same models with the "
+        "same seeds; the last column compares their final accuracies.", "", *rows])
 
 
 if __name__ == "__main__":

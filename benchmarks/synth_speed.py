@@ -16,11 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dsdistill._malloc import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()
+from _common import header, write_results  # noqa: E402
 
 
 def reference_step(method, state, real, it, seed) -> float:
@@ -91,7 +89,6 @@ def main() -> None:
         m, ipc, impl = args.worker
         print(json.dumps(worker(m, int(ipc), impl, args.iterations, args.device)))
         return
-    from dsdistill.evaluate.report import hardware, utc_now
     mem = "peak GPU memory allocated" if args.device.startswith("cuda") else "peak resident memory (VmHWM)"
     rows = [f"| method | IPC | reference s/it | dsdistill s/it | speed-up | reference MiB | dsdistill MiB | memory ratio |",
             "|---|---|---|---|---|---|---|---|"]
@@ -108,16 +105,10 @@ def main() -> None:
             rows.append(f"| {method} | {ipc} | {r['seconds']:.2f} | {d['seconds']:.2f} | {r['seconds'] / d['seconds']:.2f}x "
                         f"| {r['peak_mib']:.0f} | {d['peak_mib']:.0f} | {d['peak_mib'] / r['peak_mib']:.2f} |")
             print(rows[-1], flush=True)
-    text = "\n".join([
-        "# DM / DataDAM step: dsdistill vs a per-class-loop reference", "",
-        f"Command: `python {' '.join(sys.argv)}`", f"Hardware: {hardware()}", f"Device: {args.device}",
-        f"Date: {utc_now()}", "",
+    write_results(args.out, header("DM / DataDAM step: dsdistill vs a per-class-loop reference", args.device) + [
         f"Fashion-MNIST, default configs (paper values: 256 real images per class, ConvNet-3 instance norm), "
         f"{args.iterations} timed iterations after one warm-up; memory is the {mem} of a fresh process per cell. "
-        "Both implementations reach the same loss (checked).", "", *rows, ""])
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        "Both implementations reach the same loss (checked).", "", *rows])
 
 
 if __name__ == "__main__":

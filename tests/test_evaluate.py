@@ -94,3 +94,24 @@ def test_soft_labels_under_a_hard_protocol_are_stated(tiny_real):
     synset.soft_labels = torch.full((len(synset.labels), tiny_real.num_classes), 0.25)
     report = evaluate(synset, TINY, data=tiny_real, device="cpu")
     assert any("soft labels" in n for n in report.notes)
+
+
+def test_zca_set_is_scored_on_test_images_whitened_the_same_way(tiny_real):
+    """A ZCA set carries its whitening: scoring against normalised data or against data loaded with the
+    same ZCA must see identical test images (never whitened twice)."""
+    from dsdistill.data import ZCA
+    from dsdistill.evaluate import _test_images
+    pixels = dataclasses.replace(tiny_real)
+    zca = ZCA(eps=0.1).fit(tiny_real.to_pixels(tiny_real.train.images))
+    whitened = dataclasses.replace(
+        tiny_real, zca=zca,
+        train=dataclasses.replace(tiny_real.train, images=zca.transform(tiny_real.to_pixels(tiny_real.train.images))),
+        test=dataclasses.replace(tiny_real.test, images=zca.transform(tiny_real.to_pixels(tiny_real.test.images))))
+    synset = create_synthesizer("random").fit(whitened, 2, seed=0)
+    assert synset.image_space == "zca"
+    a = _test_images(synset, pixels, torch.device("cpu"))
+    b = _test_images(synset, whitened, torch.device("cpu"))
+    assert torch.allclose(a, b, atol=1e-4)
+    plain = create_synthesizer("random").fit(tiny_real, 2, seed=0)
+    with pytest.raises(ConfigError, match="loaded with ZCA"):
+        _test_images(plain, whitened, torch.device("cpu"))

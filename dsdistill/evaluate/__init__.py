@@ -32,6 +32,23 @@ def _check_compatible(synset: SyntheticSet, data: RealData) -> None:
             f"{data.channels}x{data.image_size}px and {data.num_classes} classes")
 
 
+def _test_images(synset: SyntheticSet, data: RealData, dev: torch.device) -> torch.Tensor:
+    """The real test images in the set's space: a ZCA set carries its whitening, which is applied to
+    the test pixels here (or must equal the whitening the data was loaded with)."""
+    test_x = data.test.images.to(dev)
+    if synset.image_space != "zca":
+        if data.zca is not None:
+            raise ConfigError("the set is in normalised space but the real data was loaded with ZCA; load it without")
+        return test_x
+    zca = ZCA.from_state_dict({k: v.to(dev) for k, v in synset.zca.items()})
+    if data.zca is None:
+        return zca.transform(data.to_pixels(test_x))
+    theirs = data.zca.state_dict()
+    if not torch.allclose(theirs["matrix"].to(dev).double(), zca.state_dict()["matrix"].double(), atol=1e-6):
+        raise ConfigError("the set's ZCA whitening differs from the one the real data was loaded with")
+    return test_x
+
+
 def _train_spec(protocol: Protocol, synset: SyntheticSet) -> TrainSpec:
     lr = protocol.lr
     if protocol.lr_source == "set":
@@ -65,9 +82,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     _check_compatible(synset, data)
     if synset.decoder != "none":
         raise ConfigError(f"decoder {synset.decoder!r} is not known to this version of dsdistill")
-    test_x, test_y = data.test.images.to(dev), data.test.labels.to(dev)
-    if synset.image_space == "zca":
-        test_x = ZCA.from_state_dict({k: v.to(dev) for k, v in synset.zca.items()}).transform(test_x)
+    test_x, test_y = _test_images(synset, data, dev), data.test.labels.to(dev)
     images, labels = synset.images.to(dev), synset.labels.to(dev)
     spec = _train_spec(proto, synset)
     augment = None

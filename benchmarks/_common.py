@@ -1,0 +1,28 @@
+"""What every benchmark script shares: the import path, the allocator tuning and the provenance
+header (command, hardware, date) that every results file carries."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from dsdistill._malloc import keep_freed_memory  # noqa: E402
+from dsdistill.evaluate.report import hardware, utc_now  # noqa: E402
+
+keep_freed_memory()
+
+
+def header(title: str, device: str = "cpu") -> list[str]:
+    return [f"# {title}", "", f"Command: `python {' '.join(sys.argv)}`", f"Hardware: {hardware()}",
+            f"Device: {device}", f"Date: {utc_now()}", ""]
+
+
+def write_results(path: str | None, lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if path:
+        from dsdistill._io import atomic_path
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
