@@ -226,6 +226,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="score several sets under one protocol and print one table",
+                       description="Evaluate every given set file under the same protocol and seeds and print one "
+                                   "table (final-epoch accuracy, mean and std over the protocol's listed seeds).")
+    p.add_argument("sets", nargs="+", help="synthetic-set files (.h5)")
+    p.add_argument("--protocol", default="dc", help="protocol name (default: dc)")
+    p.add_argument("--json", default=None, help="also write every report into this JSON file")
+    _common(p)
+    p.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ._io import write_json
+    from .evaluate import evaluate, get_protocol
+    from .synset import SyntheticSet
+    protocol = get_protocol(args.protocol)
+    synsets = [SyntheticSet.load(path) for path in args.sets]  # check every file before any training
+    reports, data = [], {}
+    for path, synset in zip(args.sets, synsets):
+        if synset.dataset not in data:
+            data[synset.dataset] = _load(args, synset.dataset)
+        reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=_device(args), set_path=path))
+    print(f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
+          f"mean ± std over {protocol.num_models} models")
+    width = max(len(p) for p in args.sets)
+    print(f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}")
+    for path, rep in zip(args.sets, reports):
+        r = rep.results[0]
+        print(f"{path:<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
+              f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}")
+    if args.json:
+        write_json(args.json, [rep.to_json() for rep in reports])
+    return 0
+
+
 # ---------------------------------------------------------------- show / info / import
 @command
 def add_show(sub: argparse._SubParsersAction) -> None:

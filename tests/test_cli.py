@@ -97,3 +97,13 @@ def test_every_command_has_help_and_the_module_runs():
     proc = subprocess.run([sys.executable, "-m", "dsdistill", "info", "/nonexistent.h5"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_compare_prints_one_table(random_set, fake_fmnist_root, tmp_path, capsys):
+    other = tmp_path / "h.h5"
+    assert run(capsys, "select", "--method", "k-center", "--ipc", "2", "--out", str(other), "--set", "features=random",
+               "--data-root", fake_fmnist_root, "--device", "cpu")[0] == 0
+    code, out, _ = run(capsys, "compare", str(random_set), str(other), "--protocol", "smoke",
+                       "--data-root", fake_fmnist_root, "--device", "cpu", "--json", str(tmp_path / "c.json"))
+    assert code == 0 and "protocol smoke" in out and "random" in out and "k-center" in out
+    assert len(json.loads((tmp_path / "c.json").read_text())) == 2
