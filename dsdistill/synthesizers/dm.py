@@ -46,7 +46,12 @@ class Features:
 @register("dm")
 class DM(Synthesizer):
     Config = DMConfig
-    PRESETS = {"paper": {"iterations": 20000}}   # DM official: 20k iterations
+    PRESETS = {
+        "paper": {"iterations": 20000},                      # DM official: 20k iterations
+        # ours: sized for 2 CPU cores (about 10 minutes at IPC 10); 64 real images per class is
+        # DataDAM's official value and makes the real pass, which dominates on a CPU, 4x cheaper
+        "fmnist-cpu": {"iterations": 400, "batch_real": 64},
+    }
 
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
         return torch.optim.SGD([images], lr=self.config.lr_img, momentum=self.config.momentum)
