@@ -18,8 +18,9 @@ def set_quiet(quiet: bool) -> None:
 
 def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
              unit: str = "it", leave: bool = False, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr; silent when quiet, under pytest, or when stderr is not a terminal
-    and DSDISTILL_PROGRESS is not set (keeps CI logs readable)."""
-    disable = _QUIET or (not sys.stderr.isatty() and not os.environ.get("DSDISTILL_PROGRESS"))
+    """A tqdm bar on stderr; silent with --quiet, or when stderr is not a terminal unless
+    DSDISTILL_PROGRESS=1 (keeps CI logs and redirected output readable)."""
+    forced = os.environ.get("DSDISTILL_PROGRESS", "") not in ("", "0")
+    disable = _QUIET or (not sys.stderr.isatty() and not forced)
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable,
                 dynamic_ncols=True, file=sys.stderr, **kwargs)
