@@ -101,10 +101,9 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
         def factory(arch=arch, options=options):
             return create_model(arch, data.channels, data.num_classes, data.image_size, **options)
 
-        chosen = path
-        if chosen == "auto":
-            chosen = "vmap" if dev.type == "cuda" and not has_batch_norm(factory()) else "loop"
-        if chosen == "vmap" and has_batch_norm(factory()):
+        batch_norm = has_batch_norm(factory())
+        chosen = path if path != "auto" else ("vmap" if dev.type == "cuda" and not batch_norm else "loop")
+        if chosen == "vmap" and batch_norm:
             raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
         start = time.perf_counter()
         accs = TRAINERS[chosen](factory, proto.seeds, images, labels, spec, augment, test_x, test_y,
