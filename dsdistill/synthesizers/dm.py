@@ -29,11 +29,13 @@ class DMConfig(SynthConfig):
     batch_real: int = 256          # DM official: real images per class per iteration
     width: int = 128               # DC/DM ConvNet width
     depth: int = 3                 # DC/DM ConvNet depth
-    class_batching: str = "auto"   # ours: "joint" (all classes in one forward), "per-class" (a loop;
-                                   # DM's memory-friendly path), "auto" = joint. With instance norm both
-                                   # are the same function; with batch norm joint is the official semantics
-                                   # (real and synthetic batches each normalised by their own statistics
-                                   # over all classes: DM's BN branch, DataDAM's code).
+    class_batching: str = "auto"   # ours: "joint" (all classes in one forward) or "per-class" (a loop, as
+                                   # DM's non-BN branch). With instance norm both are the same function;
+                                   # with batch norm joint is the official semantics (real and synthetic
+                                   # batches each normalised by their own statistics over all classes:
+                                   # DM's BN branch, DataDAM's code). "auto": joint with batch norm or on
+                                   # CUDA, per-class otherwise: on 2 CPU cores the joint pass measured about
+                                   # half as fast with 2.4-4x the memory (benchmarks/results/synth_speed-cpu.md).
 
 
 @dataclass
@@ -98,17 +100,20 @@ class DM(Synthesizer):
             maps = []
         return Features([m.reshape(k, -1, *m.shape[1:]) for m in maps], emb.reshape(k, -1, emb.shape[-1]))
 
-    def batching(self, net: nn.Module) -> str:
+    def batching(self, net: nn.Module, device: torch.device) -> str:
         mode = self.config.class_batching
         if mode not in ("auto", "joint", "per-class"):
             raise ConfigError(f"class_batching must be auto, joint or per-class, got {mode!r}")
-        return "joint" if mode == "auto" else mode
+        if mode == "auto":
+            return "joint" if has_batch_norm(net) or device.type == "cuda" else "per-class"
+        return mode
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
         net = self.random_network(real, seed, it)
         classes = range(real.num_classes)
         inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
-        groups = [list(range(len(inputs)))] if self.batching(net) == "joint" else [[c] for c in classes]
+        joint = self.batching(net, state.images.device) == "joint"
+        groups = [list(range(len(inputs)))] if joint else [[c] for c in classes]
         state.optimizer.zero_grad(set_to_none=True)
         total, figures = 0.0, {}
         for group in groups:
