@@ -115,3 +115,10 @@ def test_zca_set_is_scored_on_test_images_whitened_the_same_way(tiny_real):
     plain = create_synthesizer("random").fit(tiny_real, 2, seed=0)
     with pytest.raises(ConfigError, match="loaded with ZCA"):
         _test_images(plain, whitened, torch.device("cpu"))
+
+
+def test_report_splits_training_and_test_time(tiny_real):
+    synset = create_synthesizer("random").fit(tiny_real, 2, seed=0)
+    r = evaluate(synset, TINY, data=tiny_real, device="cpu").results[0]
+    assert r.train_seconds > 0 and r.test_seconds > 0
+    assert r.train_seconds + r.test_seconds <= r.seconds + 1e-6

@@ -106,8 +106,9 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
         if chosen == "vmap" and batch_norm:
             raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
         start = time.perf_counter()
-        accs = TRAINERS[chosen](factory, proto.seeds, images, labels, spec, augment, test_x, test_y,
-                                desc=f"{arch} x{proto.num_models}")
-        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=accs,
-                                         seconds=time.perf_counter() - start, path=chosen))
+        out = TRAINERS[chosen](factory, proto.seeds, images, labels, spec, augment, test_x, test_y,
+                               desc=f"{arch} x{proto.num_models}")
+        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=out.accuracies,
+                                         seconds=time.perf_counter() - start, path=chosen,
+                                         train_seconds=out.train_seconds, test_seconds=out.test_seconds))
     return report

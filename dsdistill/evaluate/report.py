@@ -41,6 +41,8 @@ class ArchResult:
     accuracies: list[float]          # final-epoch test accuracy of each model, in [0, 1]
     seconds: float
     path: str                        # "vmap" or "loop"
+    train_seconds: float = 0.0
+    test_seconds: float = 0.0
 
     @property
     def mean(self) -> float:

@@ -11,6 +11,7 @@ paths see the same draws and a rerun gives the same accuracies.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -35,6 +36,13 @@ class TrainSpec:
     batch_size: int
     decay_epoch: int
     decay_factor: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    accuracies: list[float]    # final-epoch test accuracy per model
+    train_seconds: float       # model creation and training
+    test_seconds: float        # the one test pass after the last epoch
 
 
 def _batch_orders(n: int, spec: TrainSpec, seed: int, epoch: int) -> list[Tensor]:
@@ -74,8 +82,9 @@ def _accuracy(predict: Callable[[Tensor], Tensor], test_x: Tensor, test_y: Tenso
 
 def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
-               desc: str = "train") -> list[float]:
+               desc: str = "train") -> TrainResult:
     """Reference path: plain modules, one after another."""
+    start = time.perf_counter()
     device = images.device
     models = make_models(factory, seeds, device)
     bar = progress(total=len(seeds) * spec.epochs, desc=desc, unit="epoch")
@@ -94,19 +103,21 @@ def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: T
             bar.update(1)
         model.eval()
     bar.close()
+    trained = time.perf_counter()
     accs = _accuracy(lambda x: torch.stack([m(x) for m in models]), test_x, test_y)
-    return accs.tolist()
+    return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
 
 
 def train_vmap(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
-               desc: str = "train") -> list[float]:
+               desc: str = "train") -> TrainResult:
     """Fast path: the N models as one vectorised model (torch.func.stack_module_state + vmap).
 
     SGD with momentum and weight decay is elementwise, so one optimiser over the stacked parameters
     performs exactly the N separate updates; the loss is the sum of the per-model mean losses, so
     each model's gradient is its own.
     """
+    start = time.perf_counter()
     device = images.device
     models = make_models(factory, seeds, device)
     params, buffers = stack_module_state(models)
@@ -136,5 +147,6 @@ def train_vmap(factory: Callable[[], nn.Module], seeds: Sequence[int], images: T
             opt.step()
         bar.update(1)
     bar.close()
+    trained = time.perf_counter()
     accs = _accuracy(lambda x: shared_input(params, buffers, x), test_x, test_y)
-    return accs.tolist()
+    return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
