@@ -26,3 +26,16 @@ def write_results(path: str | None, lines: list[str]) -> None:
         from dsdistill._io import atomic_path
         with atomic_path(path) as tmp:
             tmp.write_text(text)
+
+
+def method_from_spec(spec: str, overrides: list[str] = ()):
+    """'datadam.fmnist-cpu+flip=true' -> (the method, its preset's iteration budget or None).
+
+    The preset comes first, then the `+key=value` parts of the spec, then `overrides` (synthesizers only)."""
+    from dsdistill._config import parse_overrides
+    from dsdistill.synthesizers import resolve_method
+    name, *parts = spec.split("+")
+    cls, preset = resolve_method(name)
+    iterations = preset.pop("iterations", None)
+    values = {**preset, **parse_overrides(cls.Config, parts + (list(overrides) if cls.kind == "synthesis" else []))}
+    return cls(**values), iterations

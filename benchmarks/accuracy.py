@@ -17,26 +17,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT  # noqa: E402  (import path, allocator tuning)
+from _common import ROOT, method_from_spec  # noqa: E402  (import path, allocator tuning)
 
-from dsdistill._config import parse_overrides  # noqa: E402
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
 from dsdistill.evaluate.report import utc_now  # noqa: E402
 from dsdistill.synset import SyntheticSet  # noqa: E402
-from dsdistill.synthesizers import Budget, resolve_method  # noqa: E402
+from dsdistill.synthesizers import Budget  # noqa: E402
 
 
 def make_set(spec: str, ipc: int, seed: int, args, real, out: Path) -> SyntheticSet:
     if out.exists():
         return SyntheticSet.load(out)
-    cls, preset = resolve_method(spec.split("+")[0])
-    preset_iterations = preset.pop("iterations", None)
-    extra = spec.split("+")[1:]                        # e.g. datadam+flip=true
-    overrides = {**preset, **parse_overrides(cls.Config, extra + (args.set if cls.kind == "synthesis" else []))}
-    method = cls(**overrides)
+    method, preset_iterations = method_from_spec(spec, args.set)   # e.g. datadam+flip=true
     kwargs = {}
-    if cls.kind == "synthesis":
+    if method.kind == "synthesis":
         budget = (Budget(iterations=args.iterations, minutes=args.minutes)
                   if args.iterations or args.minutes else Budget(iterations=preset_iterations))
         kwargs = {"budget": budget,

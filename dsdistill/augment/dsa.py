@@ -36,6 +36,7 @@ class DSAConfig:
     saturation: float = 2.0  # ParamDiffAug.saturation
     contrast: float = 0.5  # ParamDiffAug.contrast
     always_flip: bool = False  # FYI's modified sampler (cvlab-yonsei/FYI): random flip always, then one other group
+    all_groups: bool = False  # IDC/NCFM batch mode: every group of the strategy, in order (not one drawn)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def _as_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class DSA:
-    """DSA's single-op mode ('S'): each call applies ONE op group drawn uniformly from the strategy."""
+    """DSA's single-op mode ('S'): each call applies ONE op group drawn uniformly from the strategy
+    (with `all_groups`, every group, as IDC's and NCFM's matching augmentation)."""
 
     def __init__(self, config: DSAConfig = DSAConfig()) -> None:
         _check_config(config)
@@ -193,7 +195,9 @@ class DSA:
             return DSAParams("none", {})
         size = _as_size(image_size)
         chosen = ["flip"] if self.config.always_flip else []
-        if self._candidates:
+        if self.config.all_groups:
+            chosen += list(self._candidates)
+        elif self._candidates:
             pick = int(_integers(generator, 0, len(self._candidates), 1).item())
             chosen.append(self._candidates[pick])
         values: dict[str, Tensor] = {}

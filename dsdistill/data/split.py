@@ -119,3 +119,13 @@ class RealData:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
         return x * std + mean
+
+    def from_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] to the space the data lives in (ZCA or normalised); differentiable, so
+        methods that keep their images as pixels (NCFM) can feed networks through it."""
+        if self.zca is not None:
+            return self.zca.transform(x)
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return (x - mean) / std

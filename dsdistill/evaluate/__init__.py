@@ -13,6 +13,7 @@ from ..data import ZCA, RealData, load_dataset
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
+from ..synset.decode import decode
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .report import ArchResult, Report
 from .trainer import TrainSpec, train_loop, train_vmap
@@ -80,15 +81,15 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     if data is None:
         data = load_dataset(synset.dataset, data_root, device=dev)
     _check_compatible(synset, data)
-    if synset.decoder != "none":
-        raise ConfigError(f"decoder {synset.decoder!r} is not known to this version of dsdistill")
     test_x, test_y = _test_images(synset, data, dev), data.test.labels.to(dev)
-    images, labels = synset.images.to(dev), synset.labels.to(dev)
+    images, labels = decode(synset.images.to(dev), synset.labels.to(dev), synset.decoder)
     spec = _train_spec(proto, synset)
     augment = None
     if proto.augmentation == "dsa":
         augment = DSA(DSAConfig(strategy=dsa_strategy_for(data.digits))).per_sample
     notes = []
+    if synset.decoder != "none":
+        notes.append(f"decoder {synset.decoder}: the {len(synset.images)} stored images trained as {len(images)} images")
     if synset.soft_labels is not None:
         notes.append("the set carries soft labels; this hard-label protocol trained on its hard labels only")
     report = Report(protocol=proto.name, protocol_version=proto.version, protocol_hash=proto.hash,

@@ -65,7 +65,8 @@ class State:
     images: Tensor                              # [K*ipc, C, H, W], requires grad
     optimizer: torch.optim.Optimizer
     ipc: int
-    extra: dict[str, Any] = field(default_factory=dict)   # method state (tensors, state_dicts)
+    extra: dict[str, Any] = field(default_factory=dict)   # method state: tensors, or objects with
+                                                          # state_dict/load_state_dict (saved as such)
     iteration: int = 0
     elapsed: float = 0.0
     losses: list[float] = field(default_factory=list)
@@ -162,7 +163,8 @@ class Synthesizer(Method):
         save_torch(path, {
             "identity": identity, "iteration": state.iteration, "elapsed": state.elapsed,
             "images": state.images.detach().cpu(), "optimizer": state.optimizer.state_dict(),
-            "extra": state.extra, "losses": list(state.losses),
+            "extra": {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.extra.items()},
+            "losses": list(state.losses),
         })
 
     def _load_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> None:
@@ -179,7 +181,12 @@ class Synthesizer(Method):
         with torch.no_grad():
             state.images.copy_(ckpt["images"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
-        state.extra = ckpt["extra"]
+        for key, value in ckpt["extra"].items():
+            live = state.extra.get(key)
+            if hasattr(live, "load_state_dict"):
+                live.load_state_dict(value)
+            else:
+                state.extra[key] = value
         state.iteration, state.elapsed, state.losses = ckpt["iteration"], ckpt["elapsed"], list(ckpt["losses"])
 
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
@@ -230,9 +237,17 @@ class Synthesizer(Method):
             self._save_checkpoint(ckpt_path, state, identity)
         return self.export(real, state, seed)
 
+    def stored_images(self, real: RealData, state: State) -> Tensor:
+        """The images as the set file stores them (a method that optimises pixels converts here)."""
+        return state.images
+
+    def set_fields(self) -> dict[str, Any]:
+        """Extra SyntheticSet fields, e.g. a decoder."""
+        return {}
+
     def export(self, real: RealData, state: State, seed: int) -> SyntheticSet:
-        synset = new_set(real, state.images, self.name, self.config, seed,
-                         distill_seconds=state.elapsed, distill_iterations=state.iteration)
+        synset = new_set(real, self.stored_images(real, state), self.name, self.config, seed,
+                         distill_seconds=state.elapsed, distill_iterations=state.iteration, **self.set_fields())
         synset.extra["loss_curve"] = _downsample(state.losses, self.config.log_points)
         return synset
 

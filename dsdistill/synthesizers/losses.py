@@ -33,3 +33,31 @@ def attention_loss(real_maps: list[Tensor], syn_maps: list[Tensor], power: float
     for real, syn in zip(real_maps, syn_maps):
         total = total + ((attention_map(real, power).mean(1) - attention_map(syn, power).mean(1)) ** 2).sum()
     return total
+
+
+def empirical_cf(features: Tensor, freqs: Tensor) -> tuple[Tensor, Tensor]:
+    """Real and imaginary parts of the empirical characteristic function, mean_i exp(j t^T f_i).
+
+    features: [K, n, D], freqs: [K, F, D] -> two [K, F].
+    """
+    proj = features @ freqs.transpose(-1, -2)
+    return proj.cos().mean(-2), proj.sin().mean(-2)
+
+
+def cf_discrepancy(real: Tensor, syn: Tensor, freqs: Tensor, alpha: float = 0.5, scale: float = 300.0,
+                   clamp: float = 1e-12) -> Tensor:
+    """NCFM (Wang et al., CVPR 2025, Eq. 7-8 as the official code computes it): features are
+    L2-normalised per row; per frequency sqrt(alpha * amplitude^2 + (1 - alpha) * phase) with
+    amplitude = |Phi_r| - |Phi_s| and phase = 2|Phi_r||Phi_s|(1 - cos(phase difference)) clamped
+    below (the sqrt's gradient at 0); mean over frequencies, times `scale`, summed over classes.
+    With alpha = 0.5 both terms weigh 0.5, the code's alpha = beta = 0.5.
+
+    real: [K, n, D], syn: [K, m, D], freqs: [K, F, D].
+    """
+    re_r, im_r = empirical_cf(F.normalize(real, dim=-1), freqs)
+    re_s, im_s = empirical_cf(F.normalize(syn, dim=-1), freqs)
+    mod_r = (re_r ** 2 + im_r ** 2).sqrt()
+    mod_s = (re_s ** 2 + im_s ** 2).sqrt()
+    amplitude = (mod_r - mod_s) ** 2
+    phase = (2 * (mod_r * mod_s - re_r * re_s - im_r * im_s)).clamp_min(clamp)
+    return scale * (alpha * amplitude + (1 - alpha) * phase).sqrt().mean(-1).sum()

@@ -1,0 +1,149 @@
+"""Train one model on the real training set: NCFM's pool, MTT's experts and CV-DD's committee all need it.
+
+The recipe follows NCFM's official pretrain/pretrain_script.py (utils/train_val.py train_epoch): SGD, MultiStepLR,
+per-sample DSA and CutMix. Unlike the official script, every random draw (data order, augmentation, CutMix) comes
+from a generator derived from (seed, purpose, epoch, batch), so the same seed gives the same weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._progress import progress
+from ._seed import make_generator
+from .augment import DSA, DSAConfig, dsa_strategy_for
+from .data import Split
+from .errors import ConfigError
+
+EpochCallback = Callable[[int, nn.Module], None]
+
+
+@dataclass(frozen=True)
+class RealTrainConfig:
+    """How to train on real data; every default is NCFM official pretrain/pretrain_script.py unless said."""
+
+    lr: float = 0.01  # NCFM official pretrain/pretrain_script.py (config lr)
+    momentum: float = 0.9  # NCFM official pretrain/pretrain_script.py
+    weight_decay: float = 5e-4  # NCFM official pretrain/pretrain_script.py
+    batch_size: int = 128  # NCFM official pretrain/pretrain_script.py (config batch_size)
+    milestones: tuple[float, ...] = (2 / 3, 5 / 6)  # NCFM official pretrain/pretrain_script.py: [2E//3, 5E//6]
+    gamma: float = 0.2  # NCFM official pretrain/pretrain_script.py: MultiStepLR gamma
+    dsa: bool = True  # NCFM official pretrain/pretrain_script.py: per-sample DiffAug (batch=False) on every batch
+    # NCFM official pretrain/pretrain_script.py: aug_type color_crop_cutout minus cutout when CutMix is on
+    # (utils diffaug/remove_aug). "auto" = DSA's own strategy for the dataset (dsa_strategy_for), e.g. for MTT.
+    dsa_strategy: str = "color_crop"
+    # NCFM official pretrain/pretrain_script.py: mix_p 0.5, mixup "cut", beta 1 (lambda ~ Beta(1, 1) = U(0, 1))
+    cutmix_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.lr <= 0 or not 0.0 <= self.cutmix_prob <= 1.0:
+            raise ConfigError(f"need batch_size >= 1, lr > 0 and cutmix_prob in [0, 1]; got {self}")
+        if any(not 0.0 < m <= 1.0 for m in self.milestones):
+            raise ConfigError(f"milestones are fractions of the epochs in (0, 1]; got {self.milestones}")
+
+
+def milestone_epochs(config: RealTrainConfig, epochs: int) -> list[int]:
+    """NCFM's integer milestones floor(fraction * epochs), e.g. 60 epochs -> [40, 50], 2 epochs -> [1, 1].
+
+    Ours: a milestone at epoch 0 is dropped. The official formula gives [0, 0] for one epoch, and MultiStepLR
+    then decays before the first step (lr x0.04 throughout), which is clearly not meant.
+    """
+    return [e for e in (math.floor(m * epochs + 1e-9) for m in config.milestones) if e > 0]
+
+
+def make_augment(config: RealTrainConfig, digits: bool) -> Callable[[Tensor, torch.Generator], Tensor] | None:
+    """Per-sample DSA (each image its own values) or None when config.dsa is off."""
+    if not config.dsa:
+        return None
+    strategy = dsa_strategy_for(digits) if config.dsa_strategy == "auto" else config.dsa_strategy
+    return DSA(DSAConfig(strategy=strategy)).per_sample
+
+
+def cutmix(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, float]:
+    """CutMix (Yun et al. 2019) as in NCFM/IDC's rand_bbox: paste a box of area ~(1 - lambda) from a shuffled
+    copy of the batch; returns (mixed x, the partner permutation, the kept-area ratio that weights the targets)."""
+    batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    lam = float(torch.rand(1, generator=generator))  # Beta(1, 1) is U(0, 1)
+    perm = torch.randperm(batch, generator=generator)
+    cut = math.sqrt(1.0 - lam)
+    cut_h, cut_w = int(height * cut), int(width * cut)
+    cy = int(torch.randint(height, (1,), generator=generator))
+    cx = int(torch.randint(width, (1,), generator=generator))
+    y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+    x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    perm = perm.to(x.device)
+    mixed = x.clone()
+    mixed[:, :, y1:y2, x1:x2] = x[perm, :, y1:y2, x1:x2]
+    kept = 1.0 - (y2 - y1) * (x2 - x1) / (height * width)  # targets mixed by the area actually pasted
+    return mixed, perm, kept
+
+
+def train_on_real(model: nn.Module, split: Split, config: RealTrainConfig, seed: int, epochs: int, *,
+                  digits: bool = False, on_epoch: EpochCallback | None = None, desc: str = "train") -> list[float]:
+    """Train `model` in place on `split` for `epochs` epochs; returns the mean training loss of each epoch.
+
+    `digits` picks DSA's strategy under dsa_strategy="auto" (no flips for digits). `on_epoch(epoch, model)` runs
+    after each epoch (MTT experts store per-epoch parameters there). The model stays on its device; the split's
+    tensors are moved to it batch by batch.
+    """
+    if epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    device = next(model.parameters()).device
+    augment = make_augment(config, digits)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestone_epochs(config, epochs), gamma=config.gamma)
+    n = len(split)
+    batches = math.ceil(n / config.batch_size)
+    losses: list[float] = []
+    bar = progress(total=epochs * batches, desc=desc, unit="batch")
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=make_generator(seed, "pretrain-order", epoch))
+        total = 0.0
+        for b, idx in enumerate(order.split(config.batch_size)):
+            idx = idx.to(split.images.device)
+            x, y = split.images[idx].to(device), split.labels[idx].to(device)
+            if augment is not None:
+                with torch.no_grad():  # NCFM augments outside the graph; no gradient to the data is needed
+                    x = augment(x, make_generator(seed, "pretrain-aug", epoch, b))
+            mix = make_generator(seed, "pretrain-cutmix", epoch, b)
+            if float(torch.rand(1, generator=mix)) < config.cutmix_prob:
+                x, perm, kept = cutmix(x, mix)
+                out = model(x)
+                loss = F.cross_entropy(out, y) * kept + F.cross_entropy(out, y[perm]) * (1.0 - kept)
+            else:
+                loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total / min((b + 1) * config.batch_size, n):.3f}")
+        sched.step()
+        losses.append(total / n)
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+    bar.close()
+    return losses
+
+
+@torch.no_grad()
+def test_accuracy(model: nn.Module, split: Split, batch: int = 500) -> float:
+    """Top-1 accuracy on `split` in eval mode; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for x, y in zip(split.images.split(batch), split.labels.split(batch)):
+        correct += int((model(x.to(device)).argmax(-1) == y.to(device)).sum())
+    model.train(was_training)
+    return correct / max(len(split), 1)
+
+
+test_accuracy.__test__ = False  # type: ignore[attr-defined]  # pytest: a helper, not a test, when imported by tests

@@ -1,0 +1,147 @@
+"""NCFM specifics: the CF discrepancy, the learned sampler's ascent, multi-formation, pixel space.
+Registry-wide behaviour (determinism, resume, flip) is in test_synthesizers.py."""
+import math
+
+import pytest
+import torch
+
+from dsdistill.errors import ConfigError
+from dsdistill.evaluate import evaluate
+from dsdistill.evaluate.protocols import Protocol
+from dsdistill.synset.decode import decode, decoder_factor, multiformation_decode, multiformation_encode
+from dsdistill.synthesizers import Budget, State, create_synthesizer
+from dsdistill.synthesizers.losses import cf_discrepancy
+from dsdistill.synthesizers.ncfm import NCFM
+
+FAST = {"width": 8, "batch_real": 6, "num_freqs": 32, "extractor": "random"}
+
+
+def ncfm(**kw) -> NCFM:
+    return create_synthesizer("ncfm", **{**FAST, **kw})
+
+
+def _complex_reference(real, syn, freqs, alpha, scale):
+    """|Phi_r - Phi_s| from complex exponentials: with alpha = 1/2 the loss is sqrt(1/2) of its mean."""
+    real = torch.nn.functional.normalize(real, dim=-1).double()
+    syn = torch.nn.functional.normalize(syn, dim=-1).double()
+    phi_r = torch.exp(1j * (real @ freqs.double().transpose(-1, -2))).mean(-2)
+    phi_s = torch.exp(1j * (syn @ freqs.double().transpose(-1, -2))).mean(-2)
+    return scale * (math.sqrt(alpha) * (phi_r - phi_s).abs()).mean(-1).sum()
+
+
+def test_cf_discrepancy_is_the_modulus_of_the_cf_difference():
+    g = torch.Generator().manual_seed(0)
+    real, syn = torch.randn(3, 20, 16, generator=g), torch.randn(3, 4, 16, generator=g)
+    freqs = torch.randn(3, 50, 16, generator=g)
+    ours = cf_discrepancy(real, syn, freqs, alpha=0.5, scale=300.0)
+    assert torch.allclose(ours.double(), _complex_reference(real, syn, freqs, 0.5, 300.0), rtol=1e-4)
+    # features are L2-normalised: their scale does not matter
+    assert torch.allclose(cf_discrepancy(3 * real, syn / 7, freqs), ours, rtol=1e-5)
+    # the same distribution gives (almost) nothing: float32 rounding in the phase term and the clamp remain
+    assert cf_discrepancy(real, real, freqs).item() < 1e-3 * ours.item()
+
+
+def test_amplitude_and_phase_weights():
+    g = torch.Generator().manual_seed(1)
+    real, syn, freqs = torch.randn(1, 30, 8, generator=g), torch.randn(1, 5, 8, generator=g), torch.randn(1, 40, 8, generator=g)
+    amplitude_only = cf_discrepancy(real, syn, freqs, alpha=1.0)
+    phase_only = cf_discrepancy(real, syn, freqs, alpha=0.0)
+    assert amplitude_only > 0 and phase_only > 0 and not torch.allclose(amplitude_only, phase_only)
+    # a rotation of the phase alone (negating the projections conjugates the CF) leaves the amplitude unchanged
+    assert cf_discrepancy(real, real, freqs, alpha=1.0) < 1e-3
+    assert cf_discrepancy(real, -real, freqs, alpha=1.0) < 1e-2 < cf_discrepancy(real, -real, freqs, alpha=0.0)
+
+
+def test_learned_sampler_ascent_moves_psi_and_raises_the_discrepancy(tiny_real):
+    """The official ascent step cancels to a zero gradient; ours must move psi upward."""
+    synth = ncfm(sampler="learned", sampler_lr=0.05, num_freqs=64)
+    images = synth.init_images(tiny_real, 1, 0).requires_grad_(True)
+    state = State(images=images, optimizer=synth.make_optimizer(images), ipc=1)
+    synth.init_extra(tiny_real, state, 0)
+    sampler = state.extra["sampler"]
+    dim = sampler.net[0].in_features
+    g = torch.Generator().manual_seed(0)
+    real_emb, syn_emb = torch.randn(20, dim, generator=g), torch.randn(3, dim, generator=g)
+    noise = synth._noise(state, 0, dim, seed=0, it=0)
+
+    def discrepancy() -> float:
+        with torch.no_grad():
+            return cf_discrepancy(real_emb[None], syn_emb[None], sampler(noise)[None]).item()
+
+    before_params = [p.detach().clone() for p in sampler.parameters()]
+    before = discrepancy()
+    for _ in range(5):
+        synth.ascend(state, real_emb, syn_emb, 0, seed=0, it=0)
+    moved = max((p.detach() - b).abs().max().item() for p, b in zip(sampler.parameters(), before_params))
+    assert moved > 1e-3
+    assert discrepancy() > before
+
+
+def test_learned_sampler_run_reports_the_ascent_and_resumes(tiny_real, tmp_path):
+    full = ncfm(sampler="learned", num_freqs=32, sampler_tile=8).fit(tiny_real, 1, seed=0, budget=Budget(iterations=4))
+    assert "ascent" not in full.extra["loss_curve"]  # the curve holds the image loss
+    ckpt = tmp_path / "run.ckpt"
+    ncfm(sampler="learned", num_freqs=32, sampler_tile=8).fit(tiny_real, 1, seed=0, budget=Budget(iterations=2),
+                                                               checkpoint=ckpt)
+    resumed = ncfm(sampler="learned", num_freqs=32, sampler_tile=8).fit(
+        tiny_real, 1, seed=0, budget=Budget(iterations=4), checkpoint=ckpt, resume=True)
+    assert resumed.payload_sha256() == full.payload_sha256()   # sampler, its momentum and the plateau state resume
+
+
+def test_multiformation_decode_and_encode_layouts():
+    tiles = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 6, 6)   # eight constant images
+    stored = multiformation_encode(tiles, 2)
+    assert stored.shape == (2, 1, 6, 6)
+    assert stored[0, 0, :3, :3].eq(0).all() and stored[0, 0, :3, 3:].eq(1).all() and stored[1, 0, 3:, 3:].eq(7).all()
+    decoded = multiformation_decode(stored, 2)
+    assert torch.equal(decoded, tiles)   # constant tiles survive the bilinear upsampling exactly
+    images, labels = decode(stored, torch.tensor([3, 5]), "multiformation-2")
+    assert labels.tolist() == [3, 3, 3, 3, 5, 5, 5, 5] and images.shape == (8, 1, 6, 6)
+    odd = multiformation_decode(torch.randn(1, 3, 7, 7), 2)
+    assert odd.shape == (4, 3, 7, 7)
+    assert decoder_factor("none") == 1 and decoder_factor("multiformation-3") == 9
+    with pytest.raises(ConfigError, match="unknown decoder"):
+        decoder_factor("multiformation-1")
+
+
+def test_ncfm_stores_normalised_images_with_the_decoder_and_mix_init(tiny_real):
+    synset = ncfm().fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+    assert synset.decoder == "multiformation-2" and synset.ipc == 2 and len(synset.images) == 8
+    pixels = tiny_real.to_pixels(synset.images)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5     # clamped to [0, 1] pixels
+    init = ncfm().init_images(tiny_real, 2, seed=0)
+    # each stored image is four random real images of its class, halved and tiled
+    real_pixels = tiny_real.to_pixels(tiny_real.train.images).clamp(0, 1)
+    small = torch.nn.functional.interpolate(real_pixels, size=(14, 14))
+    tile = init[0, :, :14, :14]
+    assert min((tile - s).abs().max().item() for s in small[:12]) < 1e-6
+    plain = ncfm(factor=1, init="real").fit(tiny_real, 2, seed=0, budget=Budget(iterations=1))
+    assert plain.decoder == "none"
+
+
+def test_the_evaluator_applies_the_decoder_and_counts_stored_images(tiny_real):
+    synset = ncfm().fit(tiny_real, 1, seed=0, budget=Budget(iterations=1))
+    quick = Protocol(name="t", version=1, description="", epochs=2, lr=0.01, momentum=0.9, weight_decay=0.0,
+                     batch_size=8, augmentation="none", architecture="convnet", model_options=(("width", 8),),
+                     seeds=(0,))
+    report = evaluate(synset, quick, data=tiny_real)
+    assert report.stored_images == 4
+    assert any("trained as 16 images" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"sampler": "uniform"}, "sampler must be one of"),
+    ({"extractor": "trained"}, "extractor must be one of"),
+    ({"alpha": 2.0}, "alpha"),
+    ({"sampler": "learned", "num_freqs": 4}, "sampler_tile"),
+    ({"calibrate": True}, "calibrate needs the trained pool"),
+    ({"optimizer": "lbfgs"}, "adamw or sgd"),
+])
+def test_bad_options_are_one_line_errors(tiny_real, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        ncfm(**bad).fit(tiny_real, 1, budget=Budget(iterations=1))
+
+
+def test_pool_extractor_without_a_pool_names_the_command(tiny_real):
+    with pytest.raises(ConfigError, match="dsdistill pool --dataset fashion-mnist"):
+        create_synthesizer("ncfm", width=8).fit(tiny_real, 1, budget=Budget(iterations=1))
