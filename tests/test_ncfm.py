@@ -52,6 +52,19 @@ def test_amplitude_and_phase_weights():
     assert cf_discrepancy(real, -real, freqs, alpha=1.0) < 1e-2 < cf_discrepancy(real, -real, freqs, alpha=0.0)
 
 
+def test_one_synthetic_sample_gets_no_amplitude_gradient():
+    """|Phi_s(t)| = 1 for a single sample, so at IPC 1 without multi-formation only the phase term
+    moves the image (towards the class centre, as DM's mean matching): the IPC-1 finding in README."""
+    g = torch.Generator().manual_seed(0)
+    real, freqs = torch.randn(1, 50, 16, generator=g), torch.randn(1, 64, 16, generator=g)
+    norms = []
+    for m in (1, 4):
+        syn = torch.randn(1, m, 16, generator=g, requires_grad=True)
+        (grad,) = torch.autograd.grad(cf_discrepancy(real, syn, freqs, alpha=1.0), syn)
+        norms.append(grad.norm().item())
+    assert norms[0] < 1e-4 < 1.0 < norms[1]
+
+
 def test_learned_sampler_ascent_moves_psi_and_raises_the_discrepancy(tiny_real):
     """The official ascent step cancels to a zero gradient; ours must move psi upward."""
     synth = ncfm(sampler="learned", sampler_lr=0.05, num_freqs=64)
