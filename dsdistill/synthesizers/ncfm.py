@@ -109,7 +109,7 @@ class NCFM(DM):
         # factor 1 the set trains exactly as many images as DM's, so the comparison isolates the loss.
         # lr_img 1e-2: the code's 1e-3 is sized for 20000 iterations; in 400 AdamW steps it moved a
         # pixel by 0.08 on average (at most 400 x 1e-3 = 0.4) where DM's preset moves 0.77 (measured
-        # on the sets, no test data involved: benchmarks/results/fmnist-ncfm-lr-probe/); 10x brings
+        # on the sets, no test data involved: benchmarks/results/fmnist-ncfm-probes/); 10x brings
         # the travel to DM's order.
         "fmnist-cpu": {"iterations": 400, "batch_real": 64, "num_freqs": 1024, "factor": 1, "lr_img": 1e-2},
         # ours: the same budget with the released 2x2 multi-formation
