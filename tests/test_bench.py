@@ -346,3 +346,16 @@ def test_published_sets_match_their_manifest(tmp_path):
     data[-100] ^= 0xFF
     victim.write_bytes(bytes(data))
     assert check_manifest(bad)
+
+
+def test_committed_leaderboard_is_generated_from_the_committed_store(monkeypatch):
+    import re
+    from dsdistill.bench.report import leaderboard_csv, leaderboard_md
+    monkeypatch.chdir(REPO)
+    store = Store("benchmarks/results/store")
+    tables = build_tables(store)
+    board = (REPO / "benchmarks/LEADERBOARD.md").read_text()
+    assert leaderboard_md(tables, store, "plots", "dsdistill report") == board, "rerun `dsdistill report`"
+    assert leaderboard_csv(tables) == (REPO / "benchmarks/leaderboard.csv").read_text()
+    links = re.findall(r"\]\((plots/[^)]+)\)", board)
+    assert links and all((REPO / "benchmarks" / link).exists() for link in links)

@@ -48,10 +48,15 @@ def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | 
 
 def display_path(path: Path) -> str:
     """Relative to the working directory (the repository root for the shipped suites) when inside it."""
-    try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path.resolve())
-    except ValueError:
-        return str(path.resolve())
+    relative = os.path.relpath(path)
+    return str(path.resolve()) if relative.startswith("..") else relative
+
+
+def _describe(cell: Cell) -> str:
+    budget = ""
+    if cell.kind == "synthesis":
+        budget = f" ({cell.iterations} it)" if cell.iterations else f" ({cell.minutes} min)"
+    return f"{cell.dataset} {cell.label} IPC {cell.ipc or 'all'} seed {cell.seed}{budget}"
 
 
 def plan(suite: Suite, store: Store, cells: list[Cell]) -> list[str]:
@@ -59,13 +64,10 @@ def plan(suite: Suite, store: Store, cells: list[Cell]) -> list[str]:
     lines = []
     for cell in cells:
         rec = store.get("distill", cell.key)
-        lines.append(f"{'stored' if rec else 'to run':<7} make  {cell.dataset} {cell.label} IPC {cell.ipc or 'all'} "
-                     f"seed {cell.seed}" + (f" ({cell.iterations or ''}{' it' if cell.iterations else ''}"
-                                             f"{f'{cell.minutes} min' if cell.minutes else ''})" if cell.kind == 'synthesis' else ""))
+        lines.append(f"{'stored' if rec else 'to run':<7} make  {_describe(cell)}")
         for name in cell.protocols:
             done = rec is not None and store.has("eval", eval_key(rec["set_sha256"], get_protocol(name).hash))
-            lines.append(f"{'stored' if done else 'to run':<7} score {cell.dataset} {cell.label} IPC {cell.ipc or 'all'} "
-                         f"seed {cell.seed} under {name}")
+            lines.append(f"{'stored' if done else 'to run':<7} score {_describe(cell)} under {name}")
     return lines
 
 
