@@ -359,3 +359,18 @@ def test_committed_leaderboard_is_generated_from_the_committed_store(monkeypatch
     assert leaderboard_csv(tables) == (REPO / "benchmarks/leaderboard.csv").read_text()
     links = re.findall(r"\]\((plots/[^)]+)\)", board)
     assert links and all((REPO / "benchmarks" / link).exists() for link in links)
+
+
+def test_a_failing_prerequisite_says_how_to_run_it(tmp_path, capsys):
+    from dsdistill.bench import Runner
+    suite = parse_suite(f"""
+ipcs = [1]
+[[prerequisites]]
+name = "broken"
+command = "dsdistill select --method nope --ipc 1 --out {tmp_path / 'x.h5'}"
+creates = "{tmp_path / 'x.h5'}"
+""", "s.toml")
+    runner = Runner(suite, Store(tmp_path / "store"), device="cpu", log=lambda s: None)
+    with pytest.raises(DsdistillError, match="prerequisite 'broken' failed.*run it by hand: dsdistill select"):
+        runner.ensure(suite.prerequisites["broken"])
+    assert "unknown method 'nope'" in capsys.readouterr().err
