@@ -405,6 +405,104 @@ def run_protocols(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- bench / report / manifest
+@command
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run a benchmark suite into the result store (resumable)",
+                       description="Run a suite (benchmarks/suites/NAME.toml): every method x dataset x IPC x seed x "
+                                   "protocol it lists, plus the references random, herding, k-center and the whole "
+                                   "training set under the same protocols and seeds. Each finished distillation and "
+                                   "evaluation is one record in the store (written only when complete); a rerun skips "
+                                   "what is stored and resumes an interrupted distillation from its checkpoint. "
+                                   "--import takes in results of benchmarks/accuracy.py instead of running a suite.")
+    p.add_argument("suite", nargs="?", help="suite file (.toml)")
+    p.add_argument("--store", default=None, help="result store folder (default: benchmarks/results/store)")
+    p.add_argument("--only", action="append", metavar="PATTERN", help="run only cells whose label matches (repeatable)")
+    p.add_argument("--skip", action="append", metavar="PATTERN", help="skip cells whose label matches (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list every step as stored or to run, and run nothing")
+    p.add_argument("--import", dest="import_dirs", nargs="+", metavar="DIR",
+                   help="add the evaluation JSONs (and their sets) in these folders to the store")
+    _common(p)
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .bench import DEFAULT_STORE, Store, import_reports, load_suite, plan, run_suite, select_cells
+    from .synthesizers import Interrupted
+    store = Store(args.store or DEFAULT_STORE)
+    if args.import_dirs:
+        for folder in args.import_dirs:
+            added, stored = import_reports(folder, store)
+            print(f"{folder}: {added} records added, {stored} already stored")
+        return 0
+    if not args.suite:
+        raise ConfigError("give a suite file, e.g. dsdistill bench benchmarks/suites/fmnist-cpu.toml")
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip))))
+        return 0
+    try:
+        summary = run_suite(suite, store, only=args.only, skip=args.skip, device=_device(args),
+                            data_root=args.data_root, command=" ".join(["dsdistill", *args.argv]))
+    except Interrupted as stop:
+        print(f"dsdistill: {stop}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(f"suite {suite.name}: {summary.line()}; store: {store.root}")
+    return 0
+
+
+@command
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="regenerate the leaderboard (markdown, CSV, plots) from the result store",
+                       description="Write LEADERBOARD.md and a CSV from the store: per dataset, IPC and protocol (hard- "
+                                   "and soft-label tables apart; only equal protocol hashes share a table) each "
+                                   "method's mean ± std over seeds, gain over random, fraction of the whole-dataset "
+                                   "accuracy, distillation cost and Welch's t-test against the next method, with the "
+                                   "published numbers beside, marked. Also draws accuracy vs IPC, accuracy vs "
+                                   "distillation time and an image grid of every set. Same store, same bytes.")
+    p.add_argument("--store", default=None, help="result store folder (default: benchmarks/results/store)")
+    p.add_argument("--out", default="benchmarks/LEADERBOARD.md", help="markdown file (default: %(default)s)")
+    p.add_argument("--csv", default=None, help="CSV file (default: leaderboard.csv beside --out)")
+    p.add_argument("--plots", default=None, help="plot folder (default: plots/ beside --out)")
+    p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .bench import DEFAULT_STORE, Store, write_report
+    plots = None if args.no_plots else (args.plots or str(Path(args.out).parent / "plots"))
+    files = write_report(Store(args.store or DEFAULT_STORE), args.out, args.csv, plots,
+                         command=" ".join(["dsdistill", *args.argv]))
+    print(f"wrote {files[0]}, {files[1]}" + (f" and {len(files) - 2} pictures under {plots}" if plots else ""))
+    return 0
+
+
+@command
+def add_manifest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("manifest", help="rebuild the manifest of a folder of published sets",
+                       description="Write DIR/manifest.json: for every set file in DIR its file and payload sha256, "
+                                   "method, config, the command that made it and its scores by protocol from the "
+                                   "result store. --check verifies an existing manifest instead.")
+    p.add_argument("folder", nargs="?", default="synthetic_sets", help="folder of .h5 sets (default: %(default)s)")
+    p.add_argument("--store", default=None, help="result store folder (default: benchmarks/results/store)")
+    p.add_argument("--check", action="store_true", help="verify every listed file loads and matches its sha256")
+    p.set_defaults(run=run_manifest)
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    from .bench import DEFAULT_STORE, Store
+    from .bench.manifest import MANIFEST, build_manifest, check_manifest
+    if args.check:
+        problems = check_manifest(args.folder)
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s): {'; '.join(problems)}")
+        print(f"{args.folder}/{MANIFEST}: every set loads and matches its sha256")
+        return 0
+    manifest = build_manifest(args.folder, Store(args.store or DEFAULT_STORE), " ".join(["dsdistill", *args.argv]))
+    print(f"wrote {args.folder}/{MANIFEST}: {len(manifest['sets'])} sets")
+    return 0
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -1,0 +1,86 @@
+"""Take results made before the store existed (benchmarks/accuracy.py's evaluation JSONs and the set
+files beside them) into the store, so that the leaderboard starts from every number already measured.
+
+Each JSON becomes an evaluation record (keyed by the set's sha256 and the protocol hash, as the runner
+keys them) and its set a distillation record under the same recipe key the runner computes, so a suite
+that asks for the same recipe finds it stored and does not make it again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..synset import SyntheticSet
+from ..synthesizers import SYNTHESIZERS
+from .store import Store, eval_key
+from .suite import recipe, recipe_key
+
+
+def _distill_record(rep: dict[str, Any], synset: SyntheticSet, set_path: str, source: str) -> dict[str, Any]:
+    kind = SYNTHESIZERS.get(synset.method).kind if synset.method in SYNTHESIZERS else "synthesis"
+    budget = {"iterations": synset.distill_iterations, "minutes": None} if kind == "synthesis" else None
+    seconds = synset.distill_seconds if kind == "synthesis" else None   # a selection's time was not recorded
+    r = recipe(synset.dataset, synset.method, synset.method_config, synset.ipc, int(synset.seed or 0), budget)
+    return {
+        "kind": "distill", "key": recipe_key(r), "recipe": r, "suite": "imported", "label": rep["method_label"],
+        "method": synset.method, "spec": rep["method_label"].split("+")[0], "family": kind,
+        "dataset": synset.dataset, "ipc": synset.ipc, "seed": int(synset.seed or 0),
+        "method_config": synset.method_config, "budget": budget, "set_sha256": synset.payload_sha256(),
+        "set_path": set_path, "stored_images": len(synset.images), "distill_seconds": seconds,
+        "distill_iterations": synset.distill_iterations, "wall_seconds": seconds,
+        "peak_memory_mib": None, "memory_kind": "not measured", "device": rep.get("device", ""),
+        "command": synset.extra.get("command", rep.get("command", "")), "hardware": rep["hardware"],
+        "dsdistill_version": synset.file_info.get("dsdistill_version", rep.get("dsdistill_version", "")),
+        "torch_version": synset.file_info.get("torch_version", ""), "python": "",
+        "created_utc": synset.file_info.get("created_utc", rep["created_utc"]), "imported_from": source,
+    }
+
+
+def _eval_record(rep: dict[str, Any], distill: dict[str, Any], source: str) -> dict[str, Any]:
+    report = {k: v for k, v in rep.items() if k not in ("method_label", "set_seed", "command", "distill")}
+    seconds = sum(r["seconds"] for r in rep["results"])
+    return {
+        "kind": "eval", "key": eval_key(rep["set_sha256"], rep["protocol_hash"]), "set_sha256": rep["set_sha256"],
+        "distill_key": distill["key"], "protocol": rep["protocol"], "protocol_version": rep["protocol_version"],
+        "protocol_hash": rep["protocol_hash"], "label_mode": rep["labels"], "dataset": rep["dataset"],
+        "label": distill["label"], "method": rep["method"], "family": distill["family"], "ipc": rep["ipc"],
+        "seed": distill["seed"], "report": report, "wall_seconds": seconds, "peak_memory_mib": None,
+        "memory_kind": "not measured", "device": rep.get("device", ""), "command": rep.get("command", ""),
+        "hardware": rep["hardware"], "dsdistill_version": rep.get("dsdistill_version", ""), "torch_version": "",
+        "python": "", "created_utc": rep["created_utc"], "imported_from": source,
+    }
+
+
+def import_reports(folder: str | Path, store: Store, root: str | Path = ".") -> tuple[int, int]:
+    """Import every evaluation JSON in `folder`; returns (records added, records already stored).
+
+    Set paths in the JSONs are relative to `root` (the repository root). A set whose file is missing or
+    no longer has the sha256 its JSON names is an error: the score would no longer describe it."""
+    folder, root = Path(folder), Path(root)
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise ConfigError(f"{folder}: no evaluation JSON to import (expected benchmarks/accuracy.py results)")
+    added = stored = 0
+    for path in files:
+        rep = json.loads(path.read_text())
+        if not {"protocol_hash", "results", "set_sha256", "set_path"} <= rep.keys():
+            raise ConfigError(f"{path}: not an evaluation report (no protocol_hash/results/set_sha256/set_path)")
+        rep.setdefault("method_label", rep["method"])
+        set_path = rep["set_path"]
+        synset = SyntheticSet.load(root / set_path)
+        if synset.payload_sha256() != rep["set_sha256"]:
+            raise ConfigError(f"{path}: its set {set_path} has another sha256 now; not imported")
+        source = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        distill = _distill_record(rep, synset, set_path, source)
+        for record in (distill, _eval_record(rep, distill, source)):
+            if store.has(record["kind"], record["key"]):
+                stored += 1
+            else:
+                store.put(record)
+                added += 1
+    return added, stored
+
+
+__all__ = ["import_reports"]

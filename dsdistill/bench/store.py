@@ -1,0 +1,132 @@
+"""The result store: one JSON file per record, written atomically and only when complete, never changed.
+
+Two kinds of record live under the store folder:
+- `distill/<recipe key>.json`: a set was made (method, config, budget, seed, the set's payload sha256 and
+  file, wall time, peak memory, hardware, versions). The key hashes the recipe (suite.recipe), so a rerun
+  finds it before making anything.
+- `eval/<set sha256[:16]>-<protocol hash>.json`: a set was scored (the evaluator's full report). Keyed by
+  what was scored and how, so a set made twice or by two suites is scored once.
+A record that exists is never rewritten: the store only grows, and a rerun skips what it holds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .. import __version__
+from .._io import write_json
+from ..errors import ConfigError
+from ..evaluate.report import hardware, utc_now
+
+DEFAULT_STORE = "benchmarks/results/store"
+SCHEMA = 1
+KINDS = ("distill", "eval")
+
+
+def eval_key(set_sha256: str, protocol_hash: str) -> str:
+    return f"{set_sha256[:16]}-{protocol_hash}"
+
+
+class Store:
+    """Append-only records under `root/<kind>/<key>.json`."""
+
+    def __init__(self, root: str | os.PathLike = DEFAULT_STORE) -> None:
+        self.root = Path(root)
+
+    def path(self, kind: str, key: str) -> Path:
+        if kind not in KINDS:
+            raise ValueError(f"unknown record kind {kind!r}")
+        return self.root / kind / f"{key}.json"
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        p = self.path(kind, key)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def has(self, kind: str, key: str) -> bool:
+        return self.path(kind, key).exists()
+
+    def put(self, record: dict[str, Any]) -> Path:
+        """Write a complete record; an existing one is never overwritten (append-only)."""
+        p = self.path(record["kind"], record["key"])
+        if p.exists():
+            raise ConfigError(f"the store already holds {p}; records are never rewritten (delete it to redo that cell)")
+        write_json(p, {"schema": SCHEMA, **record})
+        return p
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        folder = self.root / kind
+        if not folder.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+    def set_file(self, dataset: str, stem: str) -> Path:
+        return self.root / "sets" / dataset / f"{stem}.h5"
+
+
+def provenance(command: str) -> dict[str, Any]:
+    """What every record says about how it was made."""
+    return {"command": command, "hardware": hardware(), "dsdistill_version": __version__,
+            "torch_version": str(torch.__version__), "python": platform.python_version(), "created_utc": utc_now()}
+
+
+@dataclass
+class Usage:
+    """Wall time and peak memory of one block (filled in when the block ends)."""
+    wall_seconds: float = 0.0
+    peak_memory_mib: float | None = None
+    memory_kind: str = ""
+    _start: float = field(default=0.0, repr=False)
+
+
+def _reset_peak_rss() -> bool:
+    """Linux lets a process reset its own peak resident size (VmHWM) by writing 5 to clear_refs."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mib() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # lifetime peak (kB on Linux)
+
+
+@contextmanager
+def measure(device: torch.device) -> Iterator[Usage]:
+    """Time a block and record its peak memory: on CUDA the peak allocated by torch, on the CPU the
+    process's peak resident size (which includes the loaded dataset). None when it cannot be isolated."""
+    usage = Usage()
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        isolated = True
+    else:
+        isolated = _reset_peak_rss()
+    start = time.perf_counter()
+    yield usage
+    if cuda:
+        torch.cuda.synchronize(device)
+        usage.peak_memory_mib = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        usage.memory_kind = "cuda allocated"
+    elif isolated:
+        usage.peak_memory_mib = _peak_rss_mib()
+        usage.memory_kind = "process peak RSS"
+    usage.wall_seconds = time.perf_counter() - start

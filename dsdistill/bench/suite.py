@@ -1,0 +1,232 @@
+"""Benchmark suites: a TOML file -> a validated list of cells (method x dataset x IPC x seed x protocols).
+
+A suite names its datasets, IPCs, seeds and protocols once; each `[[methods]]` entry may narrow them and
+adds its own options (`set`), budget (`iterations` or `minutes`), FYI flip variants and prerequisites.
+The references (random, herding, k-center and the whole training set) are added to every suite under
+the same protocols and seeds; a `[[methods]]` entry naming one (without a label) configures it instead. Every mistake is found here, before anything runs, and said in one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._config import make_config
+from ..errors import ConfigError
+from ..evaluate import get_protocol
+from ..synthesizers import Budget, Method, resolve_method
+from ..synthesizers.base import _OPERATIONAL
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REFERENCES = ("random", "herding", "k-center", "whole")
+"""Selection references every suite runs beside its methods, under the same protocols and seeds."""
+
+SUITE_KEYS = {"name", "description", "datasets", "ipcs", "seeds", "protocols", "references", "methods",
+              "prerequisites"}
+METHOD_KEYS = {"method", "label", "flip", "set", "iterations", "minutes", "datasets", "ipcs", "seeds",
+               "protocols", "requires"}
+PREREQUISITE_KEYS = {"name", "command", "creates"}
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """A dsdistill command that must have run before some cells (e.g. `dsdistill pool` for NCFM)."""
+    name: str
+    command: str          # a dsdistill command line, run in-process when `creates` is missing
+    creates: str          # the path whose existence says it has run
+
+    def argv(self) -> list[str]:
+        parts = shlex.split(self.command)
+        return parts[1:]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One set to make and the protocols to score it under."""
+    dataset: str
+    label: str                            # the row name in the leaderboard
+    method: str                           # METHOD[.PRESET]
+    options: tuple[tuple[str, Any], ...]  # config values beyond the preset
+    ipc: int                              # 0 for the whole training set
+    seed: int
+    protocols: tuple[str, ...]
+    iterations: int | None = None         # budget of a synthesizer (None for selections)
+    minutes: float | None = None
+    requires: tuple[str, ...] = ()
+
+    def build(self) -> Method:
+        cls, preset = resolve_method(self.method)
+        preset.pop("iterations", None)
+        return cls(make_config(cls.Config, {**preset, **dict(self.options)}))
+
+    @property
+    def kind(self) -> str:
+        return "whole" if self.method == "whole" else resolve_method(self.method)[0].kind
+
+    def budget(self) -> Budget | None:
+        if self.kind != "synthesis":
+            return None
+        return Budget(iterations=self.iterations, minutes=self.minutes)
+
+    def recipe(self) -> dict[str, Any]:
+        """Everything that decides the set's bytes; its hash is the distillation record's key."""
+        method = self.build()
+        return recipe(self.dataset, method.name, dataclasses.asdict(method.config), self.ipc, self.seed,
+                      None if self.kind != "synthesis" else {"iterations": self.iterations, "minutes": self.minutes})
+
+    @property
+    def key(self) -> str:
+        return recipe_key(self.recipe())
+
+    def file_stem(self) -> str:
+        """A readable, unique file name for the set."""
+        safe = re.sub(r"[^A-Za-z0-9._+=-]", "_", self.label)
+        return f"{safe}-ipc{self.ipc}-seed{self.seed}-{self.key[:8]}"
+
+
+def recipe(dataset: str, method: str, config: dict[str, Any], ipc: int, seed: int,
+           budget: dict[str, Any] | None) -> dict[str, Any]:
+    """The distillation recipe: how often a run checkpoints or logs is not part of it."""
+    config = {k: v for k, v in config.items() if k not in _OPERATIONAL}
+    return {"dataset": dataset, "method": method, "config": config, "ipc": ipc, "seed": seed, "budget": budget}
+
+
+def recipe_key(r: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(r, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    cells: tuple[Cell, ...]
+    prerequisites: dict[str, Prerequisite]
+    path: str = ""
+
+
+def _unknown(table: dict[str, Any], valid: set[str], where: str) -> None:
+    unknown = sorted(set(table) - valid)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+
+
+def _list(value: Any, kind: type, key: str, where: str) -> list:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, kind) and not (kind is int and isinstance(v, bool)) for v in values):
+        raise ConfigError(f"{where}: {key} must be a non-empty list of {kind.__name__}, got {value!r}")
+    return values
+
+
+def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
+                 prerequisites: dict[str, Prerequisite]) -> list[Cell]:
+    _unknown(entry, METHOD_KEYS, where)
+    spec = entry.get("method")
+    if not isinstance(spec, str):
+        raise ConfigError(f"{where}: give the method, e.g. method = \"dm.fmnist-cpu\"")
+    where = f"{where} ({spec})"
+    cls, preset = resolve_method(spec)
+    options = entry.get("set", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: set must be a table, e.g. set = {{ batch_real = 64 }}")
+    flips = _list(entry.get("flip", False), bool, "flip", where)
+    synthesis = cls.kind == "synthesis"
+    if any(flips) and not synthesis:
+        raise ConfigError(f"{where}: flip applies to synthesizers only")
+    iterations, minutes = entry.get("iterations"), entry.get("minutes")
+    if synthesis:
+        if iterations is None and minutes is None:
+            iterations = preset.get("iterations")
+        if iterations is None and minutes is None:
+            raise ConfigError(f"{where}: give a budget: iterations = N or minutes = M")
+        Budget(iterations=iterations, minutes=minutes)     # positive, checked once
+    elif iterations is not None or minutes is not None:
+        raise ConfigError(f"{where}: a selection method takes no budget (iterations/minutes)")
+    requires = tuple(_list(entry["requires"], str, "requires", where)) if "requires" in entry else ()
+    for name in requires:
+        if name not in prerequisites:
+            raise ConfigError(f"{where}: requires {name!r}, which no [[prerequisites]] entry names; "
+                              f"known: {', '.join(prerequisites) or 'none'}")
+    datasets = _list(entry.get("datasets", defaults["datasets"]), str, "datasets", where)
+    ipcs = [0] if spec == "whole" else _list(entry.get("ipcs", defaults["ipcs"]), int, "ipcs", where)
+    if spec != "whole" and any(i < 1 for i in ipcs):
+        raise ConfigError(f"{where}: ipcs must be positive, got {ipcs}")
+    seeds = [0] if spec == "whole" else _list(entry.get("seeds", defaults["seeds"]), int, "seeds", where)
+    protocols = tuple(_list(entry.get("protocols", defaults["protocols"]), str, "protocols", where))
+    for p in protocols:
+        get_protocol(p)
+    cells = []
+    for flip in flips:
+        values = {**options, **({"flip": True} if flip else {})}
+        make_config(cls.Config, {**{k: v for k, v in preset.items() if k != "iterations"}, **values})  # unknown keys
+        label = entry.get("label") or spec
+        if flip:
+            label += "+flip=true"
+        for dataset in datasets:
+            for ipc in ipcs:
+                for seed in seeds:
+                    cells.append(Cell(dataset=dataset, label=label, method=spec,
+                                      options=tuple(sorted(values.items())), ipc=ipc, seed=seed,
+                                      protocols=protocols, iterations=iterations if synthesis else None,
+                                      minutes=minutes if synthesis else None, requires=requires))
+    return cells
+
+
+def parse_suite(text: str, path: str = "<suite>") -> Suite:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    _unknown(raw, SUITE_KEYS, path)
+    name = raw.get("name") or Path(path).stem
+    defaults = {"datasets": raw.get("datasets", ["fashion-mnist"]), "ipcs": raw.get("ipcs"),
+                "seeds": raw.get("seeds", [0]), "protocols": raw.get("protocols", ["dc"])}
+    if defaults["ipcs"] is None:
+        raise ConfigError(f"{path}: give the IPCs, e.g. ipcs = [1, 10]")
+    prerequisites: dict[str, Prerequisite] = {}
+    for i, p in enumerate(raw.get("prerequisites", [])):
+        where = f"{path}: prerequisites[{i}]"
+        _unknown(p, PREREQUISITE_KEYS, where)
+        missing = [k for k in sorted(PREREQUISITE_KEYS) if not isinstance(p.get(k), str) or not p.get(k)]
+        if missing:
+            raise ConfigError(f"{where}: give {', '.join(missing)} (name, the dsdistill command, the path it creates)")
+        if not p["command"].startswith("dsdistill "):
+            raise ConfigError(f"{where}: the command must be a dsdistill command, got {p['command']!r}")
+        prerequisites[p["name"]] = Prerequisite(p["name"], p["command"], p["creates"])
+    references = _list(raw.get("references", list(REFERENCES)), str, "references", path)
+    methods = raw.get("methods", [])
+    configured = {m.get("method") for m in methods if isinstance(m, dict) and "label" not in m}
+    references = [r for r in references if r not in configured]   # a [[methods]] entry may configure one
+    entries = [{"method": r} for r in references] + methods
+    cells: list[Cell] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: methods[{i}] must be a table")
+        where = f"{path}: reference {entry['method']}" if i < len(references) else \
+            f"{path}: methods[{i - len(references)}]"
+        cells += _entry_cells(entry, defaults, where, prerequisites)
+    seen: dict[tuple, Cell] = {}
+    for cell in cells:
+        slot = (cell.dataset, cell.label, cell.ipc, cell.seed)
+        if slot in seen and seen[slot] != cell:
+            raise ConfigError(f"{path}: two entries make {cell.label} at IPC {cell.ipc}, seed {cell.seed}; "
+                              "give them distinct labels (label = \"...\")")
+        seen[slot] = cell
+    return Suite(name=name, description=raw.get("description", ""), cells=tuple(seen.values()),
+                 prerequisites=prerequisites, path=path)
+
+
+def load_suite(path: str | Path) -> Suite:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no suite file {p}; suites live in benchmarks/suites/*.toml")
+    return parse_suite(p.read_text(), str(p))

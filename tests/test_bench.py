@@ -1,0 +1,376 @@
+"""The shared benchmark: suite validation, a tiny suite end to end (store, skip on rerun, resume,
+nothing half-recorded), the report's numbers and byte-for-byte regeneration, imports, and the CLI."""
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ttest_ind
+
+from dsdistill.bench import Store, build_tables, import_reports, load_suite, parse_suite, run_suite, write_report
+from dsdistill.bench import runner as runner_module
+from dsdistill.cli import main
+from dsdistill.data import write_fake
+from dsdistill.errors import DsdistillError
+from dsdistill.synthesizers import SYNTHESIZERS, Interrupted
+from dsdistill.synthesizers.dm import DM
+
+REPO = Path(__file__).resolve().parent.parent
+PENDING = {"mtt", "cvdd"}   # methods being added elsewhere; each gets a suite entry when it lands
+
+TINY = """
+name = "tiny"
+ipcs = [1, 2]
+seeds = [0, 1]
+protocols = ["smoke"]
+
+[[prerequisites]]
+name = "init-set"
+command = "dsdistill select --method random --ipc 1 --seed 3 --out {init} --data-root {root} --device cpu --quiet"
+creates = "{init}"
+
+[[methods]]
+method = "herding"
+set = {{ features = "random" }}
+
+[[methods]]
+method = "k-center"
+set = {{ features = "random" }}
+
+[[methods]]
+method = "dm"
+flip = [false, true]
+seeds = [0]
+iterations = 2
+set = {{ width = 8, batch_real = 4, checkpoint_every = 1 }}
+
+[[methods]]
+method = "dm"
+label = "dm-from-random"
+ipcs = [1]
+seeds = [0]
+iterations = 2
+set = {{ width = 8, batch_real = 4, init = "file:{init}" }}
+requires = ["init-set"]
+"""
+
+
+def tiny_suite(tmp_path, root):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(init=tmp_path / "init.h5", root=root))
+    return load_suite(path)
+
+
+def store_files(store: Store) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a loaded 2-core machine torch's worker threads wait on
+    each other at every op (measured: a 2-iteration DM cell took 26 s with 2 threads, 0.8 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fm_root(tmp_path_factory) -> str:
+    """Fake Fashion-MNIST IDX files (6 train, 2 test images per class), shared by this module."""
+    return str(write_fake("fashion-mnist", tmp_path_factory.mktemp("fmnist"), train_per_class=6, test_per_class=2))
+
+
+@pytest.fixture(scope="module")
+def ran_once(tmp_path_factory, fm_root):
+    """The tiny suite run once for the module (the tests below copy its store before changing it)."""
+    tmp_path = tmp_path_factory.mktemp("suite")
+    suite, store = tiny_suite(tmp_path, fm_root), Store(tmp_path / "store")
+    summary = run_suite(suite, store, device="cpu", data_root=fm_root, command="test", log=lambda s: None)
+    return suite, store, summary, tmp_path
+
+
+@pytest.fixture
+def ran(ran_once, tmp_path):
+    suite, store, summary, where = ran_once
+    shutil.copytree(store.root, tmp_path / "store")
+    return suite, Store(tmp_path / "store"), summary, where
+
+
+# ------------------------------------------------------------------ suites
+
+@pytest.mark.parametrize("text,message", [
+    ("ipcs = [1]\nbogus = 1", "unknown key(s) bogus"),
+    ("protocols = ['dc']", "give the IPCs"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'nope'", "unknown method 'nope'"),
+    ("ipcs = [1]\nprotocols = ['nope']", "unknown protocol 'nope'"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'dm.paper'\nspeed = 2", "unknown key(s) speed"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'dm'", "give a budget"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'herding'\nflip = true", "flip applies to synthesizers only"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'dm.paper'\nset = { lr_imgg = 1 }", "unknown option(s) lr_imgg"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'dm.paper'\nrequires = ['pool']", "requires 'pool'"),
+    ("ipcs = [0]", "ipcs must be positive"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'dm.paper'\n[[methods]]\nmethod = 'dm.paper'\niterations = 5",
+     "give them distinct labels"),
+    ("ipcs = [1]\n[[prerequisites]]\nname = 'p'\ncommand = 'rm -rf /'\ncreates = 'x'", "must be a dsdistill command"),
+    ("ipcs = [1", "not valid TOML"),
+])
+def test_suite_mistakes_are_one_line_errors(text, message):
+    with pytest.raises(DsdistillError) as err:
+        parse_suite(text, "s.toml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shipped_suites_cover_the_registry():
+    cpu = load_suite(REPO / "benchmarks/suites/fmnist-cpu.toml")
+    registered = {name for name in SYNTHESIZERS.list()} - PENDING
+    assert {c.build().name for c in cpu.cells} == registered
+    for name, cls in SYNTHESIZERS.items():
+        if name in PENDING or cls.kind != "synthesis":
+            continue
+        for flip in (False, True):
+            ipcs = {c.ipc for c in cpu.cells if c.build().name == name and dict(c.options).get("flip", False) == flip}
+            assert ipcs == {1, 10}, (name, flip)
+    assert {c.protocols for c in cpu.cells} == {("dc",)}
+    paper = load_suite(REPO / "benchmarks/suites/paper.toml")
+    assert {c.dataset for c in paper.cells} == {"fashion-mnist", "mnist", "cifar10"}
+    assert {c.ipc for c in paper.cells if c.method != "whole"} == {1, 10, 50}
+    assert {c.build().name for c in paper.cells} == registered
+
+
+# ------------------------------------------------------------------ runner and store
+
+def test_tiny_suite_end_to_end_then_a_rerun_skips_everything(ran, fm_root):
+    suite, store, summary, _ = ran
+    assert len(summary.made) == len(suite.cells) == 3 * 2 * 2 + 1 + 2 * 2 + 1
+    distills, evals = store.records("distill"), store.records("eval")
+    assert len(distills) == len(suite.cells)
+    # a set made by two recipes is scored once (herding and k-center agree at IPC 1: both start at the
+    # image nearest the class mean)
+    assert len(evals) == len({d["set_sha256"] for d in distills}) == len(summary.scored)
+    assert len(summary.scored) + len(summary.skipped) == len(suite.cells)
+    for d in distills:
+        assert {"set_sha256", "method_config", "budget", "wall_seconds", "peak_memory_mib", "hardware",
+                "dsdistill_version", "command", "created_utc"} <= d.keys()
+        if d["family"] != "whole":
+            assert Path(d["set_path"]).exists()
+    assert not list(store.root.rglob("*.ckpt")) and not list(store.root.rglob("*.tmp"))
+    for e in evals:
+        assert e["key"] == f"{e['set_sha256'][:16]}-{e['protocol_hash']}" and e["protocol"] == "smoke"
+    dm = next(d for d in distills if d["label"] == "dm+flip=true")
+    assert dm["budget"] == {"iterations": 2, "minutes": None} and dm["method_config"]["flip"] is True
+    before = store_files(store)
+    again = run_suite(suite, store, device="cpu", data_root=fm_root, log=lambda s: None)
+    assert not again.made and not again.scored and len(again.skipped) == 2 * len(suite.cells)
+    tables = build_tables(store)
+    assert all(len(t.rows) == 6 - (t.ipc == 2) for t in tables)   # IPC 1 also has dm-from-random
+    assert store_files(store) == before
+
+
+def test_prerequisite_runs_once_and_feeds_its_cell(ran):
+    _, store, _, where = ran
+    assert (where / "init.h5").exists()
+    rec = next(d for d in store.records("distill") if d["label"] == "dm-from-random")
+    assert rec["method_config"]["init"] == f"file:{where / 'init.h5'}"
+
+
+def test_interrupted_evaluation_writes_no_record(tmp_path, fm_root, monkeypatch):
+    suite, store = tiny_suite(tmp_path, fm_root), Store(tmp_path / "store")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, store, only=["random"], device="cpu", data_root=fm_root, log=lambda s: None)
+    assert len(store.records("distill")) == 1 and store.records("eval") == []
+    assert not [p for p in store.root.rglob("*") if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    summary = run_suite(suite, store, only=["random"], device="cpu", data_root=fm_root, log=lambda s: None)
+    assert len(summary.skipped) == 1 and len(summary.made) == 3 and len(summary.scored) == 4
+
+
+ONE_DM = """
+ipcs = [1]
+protocols = ["smoke"]
+references = ["random"]
+[[methods]]
+method = "dm"
+iterations = 2
+set = { width = 8, batch_real = 4 }
+"""
+
+
+def test_interrupted_distillation_resumes_to_the_same_set(tmp_path, fm_root, monkeypatch):
+    suite = parse_suite(ONE_DM, "one-dm.toml")
+    store = Store(tmp_path / "store")
+    original = DM.step
+
+    def step_then_sigint(self, state, real, it, seed):
+        figures = original(self, state, real, it, seed)
+        if it == 0:
+            os.kill(os.getpid(), signal.SIGINT)   # the base checkpoints after this iteration, then stops
+        return figures
+
+    monkeypatch.setattr(DM, "step", step_then_sigint)
+    kwargs = dict(only=["dm"], device="cpu", data_root=fm_root, log=lambda s: None)
+    with pytest.raises(Interrupted):
+        run_suite(suite, store, **kwargs)
+    assert store.records("distill") == [] and len(list(store.root.rglob("*.ckpt"))) == 1
+    monkeypatch.setattr(DM, "step", original)
+    logs = []
+    run_suite(suite, store, **{**kwargs, "log": logs.append})
+    assert any(line.startswith("resuming dm IPC 1 seed 0") for line in logs)
+    fresh = Store(tmp_path / "fresh")
+    run_suite(suite, fresh, **kwargs)
+    assert ({d["key"]: d["set_sha256"] for d in store.records("distill")}
+            == {d["key"]: d["set_sha256"] for d in fresh.records("distill")})
+
+
+# ------------------------------------------------------------------ report
+
+def test_report_numbers_follow_the_records(ran, tmp_path):
+    _, store, _, _ = ran
+    files = write_report(store, tmp_path / "out/LEADERBOARD.md", plots_dir=None)
+    rows = list(csv.DictReader(io.StringIO(files[1].read_text())))
+    ours = [r for r in rows if r["source"] == "ours"]
+    evals = {e["set_sha256"]: e for e in store.records("eval")}
+
+    def accs(label, ipc):
+        return [a for d in store.records("distill") if d["label"] == label and d["ipc"] == ipc
+                for a in evals[d["set_sha256"]]["report"]["results"][0]["accuracies"]]
+
+    whole = accs("whole", 0)
+    for ipc in (1, 2):
+        table = [r for r in ours if r["ipc"] == str(ipc)]
+        ranked = [r for r in table if r["rank"] != "ref"]
+        assert [r["rank"] for r in ranked] == [str(i) for i in range(1, len(ranked) + 1)]
+        assert [float(r["mean"]) for r in ranked] == sorted((float(r["mean"]) for r in ranked), reverse=True)
+        random = accs("random", ipc)
+        for r, nxt in zip(ranked, ranked[1:] + [None]):
+            a = accs(r["method"], ipc)
+            assert float(r["mean"]) == pytest.approx(100 * np.mean(a), abs=1e-4)
+            assert float(r["std"]) == pytest.approx(100 * np.std(a), abs=1e-4)
+            assert float(r["gain_over_random"]) == pytest.approx(100 * (np.mean(a) - np.mean(random)), abs=1e-3)
+            if np.mean(whole) > 0:
+                assert float(r["fraction_of_whole"]) == pytest.approx(np.mean(a) / np.mean(whole), abs=1e-4)
+            if nxt is not None and r["welch_p_vs_next"]:
+                expected = ttest_ind(a, accs(nxt["method"], ipc), equal_var=False).pvalue
+                assert float(r["welch_p_vs_next"]) == pytest.approx(expected, rel=1e-3)
+                assert r["next_method"] == nxt["method"]
+        assert sum(r["rank"] == "ref" for r in table) == 1
+    published = [r for r in rows if r["source"] == "published"]
+    assert published and all(r["published_how"] and not r["rank"] for r in published)
+
+
+def test_only_equal_protocol_hashes_share_a_table(ran):
+    _, store, _, _ = ran
+    ev = next(e for e in store.records("eval") if e["label"] == "random" and e["ipc"] == 1)
+    store.put({**ev, "key": ev["key"][:17] + "0" * 16, "protocol_hash": "0" * 16})
+    tables = build_tables(store)
+    heads = {(t.ipc, t.protocol_hash) for t in tables}
+    assert (1, "0" * 16) in heads and len(tables) == 3
+    lone = next(t for t in tables if t.protocol_hash == "0" * 16)
+    assert [r.label for r in lone.rows] == ["random"] and lone.whole is None
+
+
+def test_report_regenerates_the_same_bytes(ran, tmp_path):
+    _, store, _, _ = ran
+    out = tmp_path / "board"
+    first = write_report(store, out / "LEADERBOARD.md", plots_dir=out / "plots")
+    contents = {p: p.read_bytes() for p in first}
+    assert len([p for p in first if p.parent.name == "sets"]) == 3 * 2 * 2 + 2 * 2 + 1
+    for p in first:
+        p.unlink()
+    second = write_report(store, out / "LEADERBOARD.md", plots_dir=out / "plots")
+    assert second == first and {p: p.read_bytes() for p in second} == contents
+    md = contents[out / "LEADERBOARD.md"].decode()
+    assert "Published (not measured here, never ranked)" in md and "(plots/acc-vs-ipc-fashion-mnist-smoke-" in md
+
+
+def test_store_never_rewrites_a_record(ran):
+    _, store, _, _ = ran
+    rec = store.records("eval")[0]
+    with pytest.raises(DsdistillError, match="never rewritten"):
+        store.put(rec)
+
+
+# ------------------------------------------------------------------ imports and CLI
+
+def test_import_of_the_existing_results_is_found_by_the_cpu_suite(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    store = Store(tmp_path / "store")
+    added = sum(import_reports(REPO / "benchmarks/results" / name, store, REPO)[0]
+                for name in ("fmnist-random-baselines", "fmnist-dm-datadam-cpu"))
+    assert added == len(store.records("distill")) + len(store.records("eval")) > 0
+    assert import_reports(REPO / "benchmarks/results/fmnist-dm-datadam-cpu", store, REPO)[0] == 0
+    cpu = load_suite(REPO / "benchmarks/suites/fmnist-cpu.toml")
+    stored = {c.label for c in cpu.cells if c.ipc in (1, 10) and store.has("distill", c.key)}
+    assert {"random", "dm.fmnist-cpu", "datadam.fmnist-cpu", "datadam.fmnist-cpu+flip=true"} <= stored
+
+
+def test_cli_bench_and_report(tmp_path, fm_root, capsys):
+    suite = tiny_suite(tmp_path, fm_root)
+    base = ["--store", str(tmp_path / "store")]
+    assert main(["bench", suite.path, *base, "--dry-run", "--only", "random"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("to run") == 8 and "stored" not in out
+    assert main(["bench", suite.path, *base, "--only", "random", "--data-root", fm_root,
+                 "--device", "cpu", "--quiet"]) == 0
+    assert "4 sets made, 4 evaluations run" in capsys.readouterr().out
+    assert main(["report", *base, "--out", str(tmp_path / "LEADERBOARD.md"), "--no-plots"]) == 0
+    assert (tmp_path / "leaderboard.csv").exists()
+    assert "`dsdistill report --store" in (tmp_path / "LEADERBOARD.md").read_text()
+    assert main(["bench", str(tmp_path / "none.toml"), *base]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no suite file" in err
+
+
+def test_published_sets_match_their_manifest(tmp_path):
+    from dsdistill.bench.manifest import check_manifest
+    folder = REPO / "synthetic_sets"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["sets"]) >= 6 and check_manifest(folder) == []
+    for entry in manifest["sets"]:
+        assert entry["scores"]["dc"]["models"] == 5 and entry["command"]
+    bad = tmp_path / "sets"
+    shutil.copytree(folder, bad)
+    victim = bad / manifest["sets"][0]["file"]
+    data = bytearray(victim.read_bytes())
+    data[-100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert check_manifest(bad)
+
+
+def test_committed_leaderboard_is_generated_from_the_committed_store(monkeypatch):
+    import re
+    from dsdistill.bench.report import leaderboard_csv, leaderboard_md
+    monkeypatch.chdir(REPO)
+    store = Store("benchmarks/results/store")
+    tables = build_tables(store)
+    board = (REPO / "benchmarks/LEADERBOARD.md").read_text()
+    assert leaderboard_md(tables, store, "plots", "dsdistill report") == board, "rerun `dsdistill report`"
+    assert leaderboard_csv(tables) == (REPO / "benchmarks/leaderboard.csv").read_text()
+    links = re.findall(r"\]\((plots/[^)]+)\)", board)
+    assert links and all((REPO / "benchmarks" / link).exists() for link in links)
+
+
+def test_a_failing_prerequisite_says_how_to_run_it(tmp_path, capsys):
+    from dsdistill.bench import Runner
+    suite = parse_suite(f"""
+ipcs = [1]
+[[prerequisites]]
+name = "broken"
+command = "dsdistill select --method nope --ipc 1 --out {tmp_path / 'x.h5'}"
+creates = "{tmp_path / 'x.h5'}"
+""", "s.toml")
+    runner = Runner(suite, Store(tmp_path / "store"), device="cpu", log=lambda s: None)
+    with pytest.raises(DsdistillError, match="prerequisite 'broken' failed.*run it by hand: dsdistill select"):
+        runner.ensure(suite.prerequisites["broken"])
+    assert "unknown method 'nope'" in capsys.readouterr().err
