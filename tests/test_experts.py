@@ -143,3 +143,43 @@ def test_ast_recipe_trains_and_differs_from_mtt():
         trajs.append(train_expert(model, real, recipe(name, batch_size=16), seed=0, epochs=2))
     assert torch.equal(trajs[0][0], trajs[1][0]) and not torch.allclose(trajs[0][-1], trajs[1][-1])
     assert torch.isfinite(trajs[1]).all()
+
+
+def test_experts_command_trains_resumes_and_feeds_mtt(fake_fmnist_root, tmp_path, capsys):
+    from dsdistill.cli import main
+    out = tmp_path / "experts"
+    argv = ["experts", "--experts", "1", "--epochs", "3", "--out", str(out), "--set", "width=8",
+            "--train", "batch_size=32", "--data-root", fake_fmnist_root, "--device", "cpu"]
+    assert main(argv) == 0
+    stdout, _ = capsys.readouterr()
+    assert "wrote" in stdout and "MiB on disk" in stdout and "expert 0: test accuracy" in stdout
+    assert main(argv) == 0  # everything finished: nothing trained again
+    _, stderr = capsys.readouterr()
+    assert "trained" not in stderr
+    synset = tmp_path / "mtt.h5"
+    assert main(["distill", "--method", "mtt", "--ipc", "1", "--iterations", "2", "--out", str(synset),
+                 "--set", f"experts={out}", "--set", "syn_steps=2", "--set", "max_start_epoch=1",
+                 "--data-root", fake_fmnist_root, "--device", "cpu"]) == 0
+    assert _set_lr(synset) > 0
+    assert main(["distill", "--method", "mtt", "--ipc", "1", "--iterations", "2", "--out", str(synset),
+                 "--set", f"experts={out}", "--set", "max_start_epoch=3",
+                 "--data-root", fake_fmnist_root, "--device", "cpu"]) == 2
+    _, err = capsys.readouterr()
+    assert "max_start_epoch in 1..2" in err and err.count("\n") == 1
+
+
+def _set_lr(path):
+    from dsdistill.synset import SyntheticSet
+    return SyntheticSet.load(path).lr
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--train", "lr=-1"], "lr > 0"),
+    (["--train", "bogus=1"], "unknown option 'bogus'"),
+    (["--experts", "0"], "--experts >= 1"),
+])
+def test_experts_command_mistakes_are_one_line_and_exit_2(extra, message, fake_fmnist_root, tmp_path, capsys):
+    from dsdistill.cli import main
+    code = main(["experts", "--out", str(tmp_path / "e"), "--data-root", fake_fmnist_root, "--device", "cpu", *extra])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and err.startswith("dsdistill: error:") and message in err
