@@ -4,9 +4,9 @@ measured in one run. Goal: the constant-memory peak grows by at most 20% from N=
 about linearly.
 
 Each cell runs in a fresh subprocess doing real MTT iterations (`mtt` synthesizer, Fashion-MNIST) so its memory is
-its own. On the CPU the figure is the growth of the resident set during the timed iterations: the kernel's peak
-(VmHWM) is reset after set-up (/proc/self/clear_refs) and the resident size at that moment subtracted, so the data
-set and the interpreter are not counted; the whole-process peak is printed too. On a GPU it is
+its own. On the CPU the figure is the growth of the resident set over the iterations (warm-up included): the
+kernel's peak (VmHWM) is reset after set-up (/proc/self/clear_refs) and the resident size at that moment
+subtracted, so the data set and the interpreter are not counted; the whole-process peak is printed too. On a GPU it is
 torch.cuda.max_memory_allocated after a reset. Experts: a throwaway folder (1 expert, 1 short epoch) unless
 --experts is given; the cost of an iteration does not depend on how well the expert was trained.
 
@@ -46,8 +46,7 @@ def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, devic
     images = method.init_images(real, ipc, 0).detach().requires_grad_(True)
     state = State(images=images, optimizer=method.make_optimizer(images), ipc=ipc)
     method.init_extra(real, state, 0)
-    method.step(state, real, 0, 0)  # warm-up (allocator, kernels)
-    if device.startswith("cuda"):
+    if device.startswith("cuda"):  # the baseline: data, experts, images; everything after is the iterations'
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated() / 2 ** 20
         torch.cuda.reset_peak_memory_stats()
@@ -55,6 +54,9 @@ def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, devic
         with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current resident size
             f.write("5")
         base = _status("VmRSS")
+    method.step(state, real, 0, 0)  # warm-up (allocator, kernels); its memory counts, its time does not
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for it in range(1, iterations + 1):
         method.step(state, real, it, 0)
@@ -64,6 +66,11 @@ def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, devic
     else:
         peak = _status("VmHWM")
     return {"seconds": (time.perf_counter() - start) / iterations, "extra_mib": peak - base, "peak_mib": peak}
+
+
+def torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
 
 def make_experts(folder: str, dataset: str, width: int) -> None:
@@ -97,7 +104,7 @@ def main() -> None:
         if experts is None:
             experts = str(Path(tmp) / "experts")
             make_experts(experts, args.dataset, args.width)
-        rows = ["| IPC | mode | N | s/it | extra MiB during the iterations | x its N=%d | whole-process peak MiB |"
+        rows = ["| IPC | mode | N | s/it | MiB above set-up (peak) | x its N=%d | whole-process peak MiB |"
                 % args.steps[0], "|---|---|---|---|---|---|---|"]
         growth = []
         for ipc in args.ipc:
@@ -117,14 +124,14 @@ def main() -> None:
                     print(rows[-1], flush=True)
                     last = got
                 growth.append(f"IPC {ipc}, {mode}: N {args.steps[0]} -> {args.steps[-1]} ({args.steps[-1] / args.steps[0]:.0f}x"
-                              f" steps): extra memory x{last['extra_mib'] / max(first['extra_mib'], 1e-9):.2f}, "
+                              f" steps): memory above set-up x{last['extra_mib'] / max(first['extra_mib'], 1e-9):.2f}, "
                               f"whole-process peak x{last['peak_mib'] / first['peak_mib']:.2f}, "
                               f"time per iteration x{last['seconds'] / first['seconds']:.2f}")
     mem = ("peak GPU memory allocated above the allocation before the timed iterations" if args.device.startswith("cuda")
-           else "growth of the resident set during the timed iterations (VmHWM reset after set-up, minus VmRSS then)")
+           else "peak resident set above the set-up's (VmHWM reset after set-up, minus VmRSS then; warm-up included)")
     write_results(args.out, header(f"MTT gradient modes: cost against the inner steps N on {args.dataset}", args.device) + [
         f"{args.iterations} timed iterations of the `mtt` synthesizer after one warm-up, each cell in a fresh process; "
-        f"ConvNet width {args.width if args.experts is None else '(the given experts)'}, full synthetic batch, "
+        f"{torch_threads()} torch thread(s); ConvNet width {args.width if args.experts is None else '(the given experts)'}, full synthetic batch, "
         f"expert_epochs 1, segment {args.segment}. Memory: {mem}.", "", *rows, "", *[f"- {g}" for g in growth]])
 
 

@@ -108,16 +108,15 @@ def unroll(theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: St
     return Trajectory(loss.detach(), grad_images, grad_lr, theta.detach())
 
 
-def _forward_snapshots(theta0: Tensor, images: Tensor, lr: float, start: int, stop: int,
-                       step_loss: StepLoss) -> list[Tensor]:
-    """theta_start..theta_stop without keeping any graph (the parameters only)."""
-    thetas = [theta0.detach()]
-    for i in range(start, stop):
-        theta = thetas[-1].requires_grad_(True)
-        g = _grad(step_loss, i, theta, images, create_graph=False)
-        thetas[-1] = theta.detach()
-        thetas.append((theta - lr * g).detach())
-    return thetas
+def _forward_into(buffer: Tensor, images: Tensor, lr: float, start: int, step_loss: StepLoss) -> Tensor:
+    """Fill buffer[1:] with the iterates after buffer[0] (= theta_start), keeping no graph. The snapshots live in
+    one preallocated [n, P] tensor: scattered long-lived vectors between each step's large, short-lived
+    activations fragment the allocator's heap, which showed up as memory growing with N."""
+    for j in range(len(buffer) - 1):
+        theta = buffer[j].clone().requires_grad_(True)
+        g = _grad(step_loss, start + j, theta, images, create_graph=False)
+        torch.sub(buffer[j], g, alpha=lr, out=buffer[j + 1])
+    return buffer
 
 
 def adjoint(theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: StepLoss, outer: OuterLoss,
@@ -130,41 +129,48 @@ def adjoint(theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: S
     alpha = float(lr.detach())
     k = segment if 0 < segment < steps else steps
     starts = list(range(0, steps, k))
-    stored: dict[int, list[Tensor]] = {}   # segment start -> its snapshots (all of them, or just the first)
+    width = theta0.numel()
+    anchors = theta0.new_empty((len(starts), width))   # theta at each segment start
+    work = theta0.new_empty((k + 1, width))             # one segment's snapshots, reused
     iterates: dict[int, Tensor] = {}
-    theta = theta0.detach()
-    for s in starts:
-        thetas = _forward_snapshots(theta, images, alpha, s, min(s + k, steps), step_loss)
-        iterates.update({s + j: t for j, t in enumerate(thetas) if s + j in reads})
-        stored[s] = thetas[:-1] if k == steps else thetas[:1]
-        theta = thetas[-1]
-    live = {i: t.detach().requires_grad_(True) for i, t in iterates.items()}
+    work[0] = theta0.detach()
+    for n, s in enumerate(starts):
+        anchors[n] = work[0]
+        stop = min(s + k, steps)
+        _forward_into(work[:stop - s + 1], images, alpha, s, step_loss)
+        iterates.update({s + j: work[j].clone() for j in range(stop - s + 1) if s + j in reads})
+        if k < steps:  # the next segment starts where this one ended
+            work[0] = work[stop - s]
+    final = iterates[steps]
+    live = {i: t.requires_grad_(True) for i, t in iterates.items()}
     loss = outer(live)
     direct = {i: g.detach() for i, g in zip(live, torch.autograd.grad(loss, list(live.values()), allow_unused=True))
               if g is not None}
-    lam = direct.pop(steps, torch.zeros_like(theta))
+    lam = direct.pop(steps, torch.zeros_like(final)).clone()
     grad_images = torch.zeros_like(images)
-    grad_lr = torch.zeros((), dtype=theta.dtype, device=theta.device)
-    for s in reversed(starts):
+    grad_lr = torch.zeros((), dtype=final.dtype, device=final.device)
+    for n in reversed(range(len(starts))):
+        s = starts[n]
         stop = min(s + k, steps)
-        thetas = stored.pop(s)
-        if len(thetas) < stop - s:  # recompute this segment's snapshots (no graph)
-            thetas = _forward_snapshots(thetas[0], images, alpha, s, stop - 1, step_loss)
+        if k < steps:  # recompute this segment's snapshots (no graph); without segments they are all in `work`
+            work[0] = anchors[n]
+            _forward_into(work[:stop - s], images, alpha, s, step_loss)
         for i in range(stop - 1, s - 1, -1):
-            th = thetas.pop().requires_grad_(True)
+            th = work[i - s].clone().requires_grad_(True)
             g = _grad(step_loss, i, th, images, create_graph=True)
-            grad_lr = grad_lr - (lam * g.detach()).sum()
+            grad_lr -= (lam * g.detach()).sum()
             if exact:
                 hvp, vjp = torch.autograd.grad(g, (th, images), grad_outputs=lam, allow_unused=True)
-                if hvp is not None:
-                    lam = lam - alpha * hvp.detach()
             else:
-                vjp = torch.autograd.grad(g, images, grad_outputs=lam, allow_unused=True)[0]
+                hvp, vjp = None, torch.autograd.grad(g, images, grad_outputs=lam, allow_unused=True)[0]
+            del g, th
+            if hvp is not None:
+                lam.add_(hvp, alpha=-alpha)
             if vjp is not None:
-                grad_images = grad_images - alpha * vjp.detach()
+                grad_images.add_(vjp, alpha=-alpha)
             if i in direct:
-                lam = lam + direct.pop(i)
-    return Trajectory(loss.detach(), grad_images, grad_lr.reshape(lr.shape).to(lr.dtype), theta.detach())
+                lam.add_(direct.pop(i))
+    return Trajectory(loss.detach(), grad_images, grad_lr.reshape(lr.shape).to(lr.dtype), final.detach())
 
 
 def trajectory_gradient(mode: str, theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: StepLoss,
