@@ -158,13 +158,13 @@ def expert_file(index: int) -> str:
     return f"expert-{index:03d}.pt"
 
 
-def _new_model(arch: str, real: RealData, options: Mapping[str, Any]) -> nn.Module:
+def new_model(arch: str, real: RealData, options: Mapping[str, Any]) -> nn.Module:
     with torch.random.fork_rng(devices=[]):  # constructors draw from the global RNG; seeded_init sets the weights
         return create_model(arch, real.channels, real.num_classes, real.image_size, **options)
 
 
 def param_count(arch: str, real: RealData, options: Mapping[str, Any]) -> int:
-    return sum(p.numel() for p in _new_model(arch, real, options).parameters())
+    return sum(p.numel() for p in new_model(arch, real, options).parameters())
 
 
 def _identity(real: RealData, arch: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,7 +348,7 @@ def build_experts(real: RealData, out: str | Path, *, experts: int = DEFAULT_EXP
         if i in finished:
             continue
         expert_seed = derive_seed(seed, "expert", i)
-        model = seeded_init(_new_model(arch, real, options), expert_seed, "init").to(device)
+        model = seeded_init(new_model(arch, real, options), expert_seed, "init").to(device)
         start = time.perf_counter()
         trajectory = train_expert(model, real, config, expert_seed, epochs, desc=f"expert {i + 1}/{experts}")
         entry = {"file": expert_file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),

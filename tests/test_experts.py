@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_EXPERTS, make_tiny_real
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.experts import (MANIFEST, RECIPES, ExpertConfig, build_experts, decay_epoch, gradient_penalty,
-                               load_experts, recipe, train_expert, _new_model)
+                               load_experts, new_model, recipe, train_expert)
 from dsdistill.models import create_model
 from dsdistill.pool import resolved_options
 
@@ -37,7 +37,7 @@ def test_folder_holds_every_epoch_from_the_start(tiny_experts):
 def test_row_zero_is_the_init_and_the_last_row_the_trained_model():
     real = make_tiny_real()
     options = resolved_options("convnet", WIDTH8)
-    model = _new_model("convnet", real, options)
+    model = new_model("convnet", real, options)
     init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     traj = train_expert(model, real, FAST, seed=0, epochs=2)
     assert torch.equal(traj[0], init)
@@ -136,7 +136,7 @@ def test_ast_recipe_trains_and_differs_from_mtt():
     options = resolved_options("convnet", WIDTH8)
     trajs = []
     for name in ("mtt", "ast"):
-        model = _new_model("convnet", real, options)
+        model = new_model("convnet", real, options)
         torch.manual_seed(0)
         for p in model.parameters():
             torch.nn.init.normal_(p, std=0.1)

@@ -82,7 +82,7 @@ def test_balance_scale_is_asts_formula():
 
 def test_weight_perturbation_touches_only_conv_kernels(mtt):
     synth = mtt()
-    synth.experts(make_tiny_real())
+    synth.expert_folder(make_tiny_real())
     flat = synth._flat
     theta = torch.randn(flat.size, generator=torch.Generator().manual_seed(0))
     out = perturb_weights(theta, flat, 1.0, torch.Generator().manual_seed(1))

@@ -45,7 +45,7 @@ from .._seed import make_generator
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError, DivergedError
-from ..experts import Experts, _new_model, load_experts
+from ..experts import Experts, load_experts, new_model
 from ..synset import SyntheticSet
 from .base import State, SynthConfig, Synthesizer
 from .registry import register
@@ -174,7 +174,7 @@ class MTT(Synthesizer):
         if cfg.intermediate != "none" and cfg.syn_steps < cfg.expert_epochs:
             raise ConfigError("mtt intermediate matching needs syn_steps >= expert_epochs")
 
-    def experts(self, real: RealData) -> Experts:
+    def expert_folder(self, real: RealData) -> Experts:
         """The expert folder, read and checked once per synthesizer."""
         self._check()
         cfg = self.config
@@ -183,7 +183,7 @@ class MTT(Synthesizer):
             options = {"norm": cfg.norm, "width": cfg.width, "depth": cfg.depth}
             self._experts = load_experts(cfg.experts, real, cfg.arch, options)
             self._experts.check_window(cfg.max_start_epoch, cfg.expert_epochs)
-            net = _new_model(cfg.arch, real, self._experts.model_options).to(real.train.images.device)
+            net = new_model(cfg.arch, real, self._experts.model_options).to(real.train.images.device)
             self._flat = FlatParams(net)
             self._experts_key = key
         return self._experts
@@ -192,14 +192,14 @@ class MTT(Synthesizer):
         return torch.optim.SGD([images], lr=self.config.lr_img, momentum=self.config.momentum)
 
     def init_extra(self, real: RealData, state: State, seed: int) -> None:
-        self.experts(real)
+        self.expert_folder(real)
         lr = LearnedLR(self.config.lr_teacher).to(state.images.device)
         state.extra["lr"] = lr
         state.extra["lr_optimizer"] = torch.optim.SGD(lr.parameters(), lr=self.config.lr_lr,
                                                       momentum=self.config.momentum)
 
     def init_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
-        self.experts(real)  # errors about the experts come before any work
+        self.expert_folder(real)  # errors about the experts come before any work
         if self.config.init != "representative":
             return super().init_images(real, ipc, seed)
         return self.representative_images(real, ipc, seed)
@@ -207,7 +207,7 @@ class MTT(Synthesizer):
     @torch.no_grad()
     def representative_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
         """AST's representative initialisation (k = IPC clusters per class, see the module docstring)."""
-        experts = self.experts(real)
+        experts = self.expert_folder(real)
         gen = make_generator(seed, "representative")
         pick = int(torch.randint(len(experts), (1,), generator=gen))
         theta = experts.trajectories[pick][-1].to(real.train.images.device)
@@ -234,7 +234,7 @@ class MTT(Synthesizer):
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
         cfg = self.config
-        experts = self.experts(real)
+        experts = self.expert_folder(real)
         flat = self._flat
         device = state.images.device
         gen = make_generator(seed, "expert", it)
