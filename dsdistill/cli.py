@@ -217,6 +217,68 @@ def run_pool(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- experts
+@command
+def add_experts(sub: argparse._SubParsersAction) -> None:
+    from .experts import (DEFAULT_EPOCHS, DEFAULT_EXPERTS, DEFAULT_WIDTH, OFFICIAL_EPOCHS, OFFICIAL_EXPERTS,
+                          RECIPES)
+    p = sub.add_parser("experts", help="train expert trajectories on the real data (MTT's buffers)",
+                       description="Train EXPERTS fresh models on the real training set and store each one's "
+                                   "parameters after every epoch, the random start included, in DIR (experts.json + "
+                                   "expert-NNN.pt). `dsdistill distill --method mtt --set experts=DIR` matches them. "
+                                   "Recipes: mtt (MTT buffer.py: plain SGD lr 0.01, no momentum, batch 256, DSA) and "
+                                   "ast (AST's smooth experts: SGD momentum 0.9, wd 1e-3, lr 0.003 x0.6 after epoch "
+                                   "E//2+1, loss scaled 0.5..0.95 over epochs 0-9, gradient penalty 2). MTT's "
+                                   f"official buffers are {OFFICIAL_EXPERTS} experts x {OFFICIAL_EPOCHS} epochs of "
+                                   f"ConvNet-3 width 128; the defaults here ({DEFAULT_EXPERTS} x {DEFAULT_EPOCHS} "
+                                   f"epochs, width {DEFAULT_WIDTH}) are sized for about an hour on 2 CPU cores for "
+                                   "Fashion-MNIST. Rerunning the same command resumes: finished experts are kept.")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
+    p.add_argument("--experts", type=int, default=DEFAULT_EXPERTS,
+                   help=f"number of experts (default: {DEFAULT_EXPERTS}; MTT: {OFFICIAL_EXPERTS})")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                   help=f"epochs per expert (default: {DEFAULT_EPOCHS}; MTT: {OFFICIAL_EPOCHS})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (reuse it to resume)")
+    p.add_argument("--recipe", default="mtt", choices=list(RECIPES), help="training recipe (default: mtt)")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--arch", default="convnet", help="model architecture (default: convnet)")
+    p.add_argument("--zca", action="store_true", help="train in ZCA-whitened space (kornia ZCA, fit on train)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a model option, e.g. --set width=128 for MTT's network (repeatable; default "
+                        f"ConvNet: width {DEFAULT_WIDTH}, depth 3, instance norm)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training option of the recipe, e.g. --train lr=0.02 (repeatable; keys: lr, "
+                        "momentum, weight_decay, batch_size, decay_factor, loss_scales, gp_weight, dsa, "
+                        "images_per_epoch)")
+    _common(p)
+    p.set_defaults(run=run_experts)
+
+
+def run_experts(args: argparse.Namespace) -> int:
+    from ._config import parse_overrides
+    from .experts import DEFAULT_WIDTH, ExpertConfig, build_experts, folder_bytes, read_manifest, recipe
+    from .pool import parse_model_options
+    options = parse_model_options(args.arch, args.set)
+    if args.arch == "convnet":
+        options.setdefault("width", DEFAULT_WIDTH)
+    config = recipe(args.recipe, **parse_overrides(ExpertConfig, args.train))
+    real = _load(args, args.dataset, zca=args.zca)
+
+    def report(entry: dict) -> None:
+        print(f"trained {entry['file']}: test accuracy {100 * entry['test_accuracy']:.2f}% "
+              f"({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    out = build_experts(real, args.out, experts=args.experts, epochs=args.epochs, arch=args.arch,
+                        model_options=options, seed=args.seed, config=config,
+                        command=" ".join(["dsdistill", *args.argv]), on_expert=report)
+    experts = read_manifest(out)["experts"]
+    for e in experts:
+        print(f"expert {e['index']}: test accuracy {100 * e['test_accuracy']:.2f}%")
+    print(f"wrote {out}: {len(experts)} experts ({args.arch} {options}, {args.epochs} epochs, recipe "
+          f"{args.recipe}, seed {args.seed}), {folder_bytes(out) / 2**20:.1f} MiB on disk")
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 @command
 def add_evaluate(sub: argparse._SubParsersAction) -> None:

@@ -33,3 +33,15 @@ def fake_fmnist_root(tmp_path_factory) -> str:
     """Fashion-MNIST in its native IDX format, 6 train and 2 test images per class."""
     folder = tmp_path_factory.mktemp("fmnist")
     return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
+
+
+TINY_EXPERTS = {"experts": 2, "epochs": 4, "model_options": {"width": 8}}  # what tiny_experts holds
+
+
+@pytest.fixture(scope="session")
+def tiny_experts(tmp_path_factory) -> str:
+    """MTT expert trajectories for make_tiny_real(): 2 experts x 4 epochs of a width-8 ConvNet."""
+    from dsdistill.experts import ExpertConfig, build_experts
+    folder = tmp_path_factory.mktemp("experts")
+    build_experts(make_tiny_real(), folder, config=ExpertConfig(batch_size=16), **TINY_EXPERTS)
+    return str(folder)

@@ -1,4 +1,5 @@
 """Registry-wide synthesizer tests (every iterative method gets them for free) plus DM/DataDAM specifics."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,12 +17,20 @@ from dsdistill.synthesizers.losses import attention_loss, mean_embedding_loss
 
 SYNTH = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "synthesis"]
 SMALL = {"width": 8, "batch_real": 6}   # every distribution-matching test runs on a narrow ConvNet
-# what a method needs beyond SMALL to run without prepared files (NCFM's pool path: tests/test_ncfm.py)
+# what a method needs beyond SMALL to run without prepared files (NCFM's pool path: tests/test_ncfm.py;
+# MTT's experts are set by the fixture below)
 PER_METHOD = {"ncfm": {"extractor": "random", "num_freqs": 32}}
 
 
+@pytest.fixture(autouse=True)
+def _mtt_experts(tiny_experts):
+    PER_METHOD["mtt"] = {"experts": tiny_experts, "syn_steps": 3, "max_start_epoch": 2, "lr_img": 10.0}
+
+
 def small(name: str, **kw):
-    return create_synthesizer(name, **{**SMALL, **PER_METHOD.get(name, {}), **kw})
+    fields = {f.name for f in dataclasses.fields(resolve_method(name)[0].Config)}
+    return create_synthesizer(name, **{**{k: v for k, v in SMALL.items() if k in fields},
+                                       **PER_METHOD.get(name, {}), **kw})
 
 
 @pytest.mark.parametrize("name", SYNTH)
