@@ -217,6 +217,55 @@ def run_pool(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- committee
+@command
+def add_committee(sub: argparse._SubParsersAction) -> None:
+    from .committee import DEFAULT_EPOCHS, DEFAULT_HOLDOUT, DEFAULT_MEMBERS
+    p = sub.add_parser("committee", help="train CV-DD's committee of BatchNorm models on the real data",
+                       description="Train each member (a BatchNorm model) on the real training set and store its "
+                                   "checkpoint, sha256, test accuracy and prior in DIR (committee.json + "
+                                   "member-NAME.pt). The prior is the member's accuracy (%%) on HOLDOUT validation "
+                                   "images per class held out of training (ours; CV-DD uses the accuracy of a set "
+                                   "distilled by the member alone). CV-DD (--method cvdd) votes with these members "
+                                   "and labels with their weighted ensemble; `evaluate --protocol kd --teacher DIR` "
+                                   "scores any set with it. Training: the toolkit's real-data trainer (SGD 0.01, "
+                                   "momentum 0.9, wd 5e-4, batch 128, DSA, CutMix). Rerunning resumes: finished "
+                                   "members are kept, new ones added.")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
+    p.add_argument("--members", default=DEFAULT_MEMBERS,
+                   help="comma-separated members ARCH[:key=value...]: a BN model and its options, plus epochs=N and "
+                        "per_class=N (train on at most N images per class). Default (about 13 minutes on 2 cores "
+                        f"for Fashion-MNIST): {DEFAULT_MEMBERS}")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                   help=f"training epochs per member unless its spec says (default: {DEFAULT_EPOCHS}; CV-DD: 200)")
+    p.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT,
+                   help=f"validation images per class held out for the priors (default: {DEFAULT_HOLDOUT})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (reuse it to resume or add members)")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--zca", action="store_true", help="train in ZCA-whitened space")
+    _common(p)
+    p.set_defaults(run=run_committee)
+
+
+def run_committee(args: argparse.Namespace) -> int:
+    from .committee import build_committee, parse_members, read_manifest
+    members = parse_members(args.members, args.epochs)
+    real = _load(args, args.dataset, zca=args.zca)
+
+    def report(entry: dict) -> None:
+        print(f"trained {entry['name']}: prior {entry['prior']:.2f}, test accuracy "
+              f"{100 * entry['test_accuracy']:.2f}% ({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    out = build_committee(real, args.out, members, seed=args.seed, holdout=args.holdout,
+                          command=" ".join(["dsdistill", *args.argv]), on_member=report)
+    manifest = read_manifest(out)
+    for m in manifest["members"]:
+        print(f"{m['name']:<40} prior {m['prior']:6.2f}  test {100 * m['test_accuracy']:6.2f}%  "
+              f"{m['train_images']} images  {m['bytes'] / 2**20:.1f} MiB  sha256 {m['sha256'][:12]}")
+    print(f"wrote {out}: {len(manifest['members'])} members")
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 @command
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -237,8 +286,17 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whole", action="store_true",
                    help="score the whole training set of --dataset instead of a file (cached per protocol hash)")
     p.add_argument("--dataset", default="fashion-mnist", help="with --whole: the dataset (default: fashion-mnist)")
+    _teacher_option(p)
     _common(p)
     p.set_defaults(run=run_evaluate)
+
+
+def _teacher_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default=None, metavar="DIR|FILE",
+                   help="soft-label protocols (kd): label every crop online with this teacher, a committee folder "
+                        "(`dsdistill committee`; weights softmax(prior/10)) or one member checkpoint. Needed for a "
+                        "set without soft labels (random, DM, ...); use the committee of the soft-label set it is "
+                        "compared with")
 
 
 def _whole_cache(dataset: str, protocol_hash: str, archs: str) -> Path:
@@ -262,7 +320,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         real = _load(args, args.dataset)
         synset = create_synthesizer("whole").fit(real)
         report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
-                          set_path=f"whole:{args.dataset}")
+                          set_path=f"whole:{args.dataset}", teacher=args.teacher)
         write_json(cache, {"table": report.table(), "report": report.to_json()})
     else:
         if not args.set:
@@ -270,7 +328,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         synset = SyntheticSet.load(args.set)
         real = _load(args, synset.dataset)
         report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
-                          set_path=str(args.set))
+                          set_path=str(args.set), teacher=args.teacher)
     print(report.table())
     if args.json:
         report.save_json(args.json)
@@ -286,6 +344,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sets", nargs="+", help="synthetic-set files (.h5)")
     p.add_argument("--protocol", default="dc", help="protocol name (default: dc)")
     p.add_argument("--json", default=None, help="also write every report into this JSON file")
+    _teacher_option(p)
     _common(p)
     p.set_defaults(run=run_compare)
 
@@ -300,15 +359,17 @@ def run_compare(args: argparse.Namespace) -> int:
     for path, synset in zip(args.sets, synsets):
         if synset.dataset not in data:
             data[synset.dataset] = _load(args, synset.dataset)
-        reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=_device(args), set_path=path))
+        reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=_device(args), set_path=path,
+                                teacher=args.teacher))
     print(f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
           f"mean ± std over {protocol.num_models} models")
     width = max(len(p) for p in args.sets)
-    print(f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}")
+    print(f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}  labels")
     for path, rep in zip(args.sets, reports):
         r = rep.results[0]
+        labels = rep.labels + (f" ({rep.label_source})" if rep.labels == "soft" else "")
         print(f"{path:<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
-              f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}")
+              f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
     if args.json:
         write_json(args.json, [rep.to_json() for rep in reports])
     return 0
@@ -357,6 +418,10 @@ def run_info(args: argparse.Namespace) -> int:
     }
     if "command" in s.extra:
         rows["command"] = s.extra["command"]
+    if s.extra.get("teacher"):
+        t = s.extra["teacher"]
+        rows["soft labels"] = (f"{t.get('mode', 'stored')}, teacher {t.get('path')}: "
+                               + ", ".join(f"{m['name']} ({m['sha256'][:12]})" for m in t.get("members", [])))
     rows.update({k: v for k, v in s.file_info.items()})
     for k, v in rows.items():
         print(f"{k:<15} {v}")
