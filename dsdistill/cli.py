@@ -145,7 +145,10 @@ def run_distill(args: argparse.Namespace) -> int:
     preset_iterations = preset.pop("iterations", None)
     overrides = {**preset, **parse_overrides(cls.Config, args.set), "flip": args.flip}
     method = cls(**{k: v for k, v in overrides.items() if v is not None})
-    if args.iterations is None and args.minutes is None:
+    if args.iterations is None and args.minutes is None and getattr(cls, "schedules_itself", False):
+        budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
+        print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
+    elif args.iterations is None and args.minutes is None:
         budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
         print(f"budget: {budget.iterations} iterations (preset)" if preset_iterations
               else f"budget: {DEFAULT_MINUTES:g} minutes (no --iterations/--minutes given)", file=sys.stderr)
@@ -162,6 +165,12 @@ def run_distill(args: argparse.Namespace) -> int:
     synset.save(args.out)
     print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
           f"{synset.distill_iterations} iterations, {synset.distill_seconds:.0f} s)")
+    teacher = synset.extra.get("teacher")
+    if synset.soft_labels is not None or teacher:
+        where = (f"stored in the file ({synset.soft_labels.numel() * synset.soft_labels.element_size()} bytes)"
+                 if synset.soft_labels is not None else
+                 f"online from {teacher.get('path')} ({teacher.get('checkpoint_bytes', 0)} checkpoint bytes)")
+        print(f"soft labels: {where}; label bytes in the file {synset.label_bytes}; score it with --protocol kd")
     return 0
 
 

@@ -1,6 +1,12 @@
 """Shared fixtures: tiny in-memory datasets (no files, no network) and fake raw files."""
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,3 +39,15 @@ def fake_fmnist_root(tmp_path_factory) -> str:
     """Fashion-MNIST in its native IDX format, 6 train and 2 test images per class."""
     folder = tmp_path_factory.mktemp("fmnist")
     return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_committee_dir() -> str:
+    """A committee of two narrow BN ConvNets trained on make_tiny_real() (built once per test session)."""
+    from dsdistill.committee import build_committee, parse_members
+    from dsdistill.pretrain import RealTrainConfig
+    folder = Path(tempfile.mkdtemp(prefix="dsdistill-committee-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    build_committee(make_tiny_real(), folder, parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 8),
+                    holdout=2, config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05))
+    return str(folder)
