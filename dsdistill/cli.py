@@ -275,6 +275,43 @@ def run_committee(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def add_relabel(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("relabel", help="attach a teacher's soft labels to any set (stored or online)",
+                       description="Label a set with a teacher: a committee folder (weighted ensemble, weights "
+                                   "softmax(prior/T)) or one member checkpoint. --mode online (default) stores no "
+                                   "labels but names the teacher by sha256; the kd protocol then labels every crop "
+                                   "with it. --mode stored saves one logit vector per image (eval-mode BN; N x K x 4 "
+                                   "bytes, reported). Either way the set can be scored under --protocol kd without "
+                                   "--teacher, with the same labels as a CV-DD set made with that committee.")
+    p.add_argument("set", help="synthetic-set file (.h5)")
+    p.add_argument("--teacher", required=True, metavar="DIR|FILE", help="committee folder or member checkpoint")
+    p.add_argument("--mode", default="online", choices=["online", "stored"], help="online (default) or stored")
+    p.add_argument("--temperature", type=float, default=10.0,
+                   help="prior temperature of the ensemble weights (default: 10, CV-DD relabel)")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    _common(p)
+    p.set_defaults(run=run_relabel)
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    from .committee import load_teacher
+    from .relabel import relabel
+    from .synset import SyntheticSet
+    synset = SyntheticSet.load(args.set)
+    real = _load(args, synset.dataset)
+    teacher = load_teacher(args.teacher, real, bn_mode="eval" if args.mode == "stored" else "train",
+                           temperature=args.temperature, device=_device(args))
+    labelled = relabel(synset, teacher, args.mode, args.temperature)
+    labelled.extra["command"] = " ".join(["dsdistill", *args.argv])
+    labelled.save(args.out)
+    soft = labelled.soft_labels
+    what = (f"soft labels stored ({soft.numel() * soft.element_size()} bytes)" if soft is not None else
+            f"soft labels online from {args.teacher} ({teacher.checkpoint_bytes} checkpoint bytes)")
+    print(f"wrote {args.out}: {what}; label bytes in the file {labelled.label_bytes}; {teacher.describe()}")
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 @command
 def add_evaluate(sub: argparse._SubParsersAction) -> None:

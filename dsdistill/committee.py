@@ -356,6 +356,10 @@ def load_teacher(path: str | Path, real: RealData, *, bn_mode: str = "train", te
     target = Path(path)
     if target.is_file():
         blob, model, digest = _load_member_file(target, real, device, committee_command(real.name, "LIST"))
+        recorded = [m.get("sha256") for m in (expected or {}).get("members", [])]
+        if expected is not None and recorded != [digest]:
+            raise CheckpointError(f"the checkpoint {target} is not the teacher the set was made with (sha256 "
+                                  f"{digest[:12]}); pass --teacher with the right checkpoint")
         return Teacher([model], [1.0], bn_mode=bn_mode, names=[blob.get("name", target.stem)], sha256=[digest],
                        checkpoint_bytes=target.stat().st_size, source=str(target))
     committee = load_committee(target, real, device)

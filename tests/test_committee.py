@@ -160,3 +160,26 @@ def test_committee_and_evaluate_cli(fake_fmnist_root, tmp_path, capsys):
     assert main(["evaluate", str(random_set), "--protocol", "kd", "--teacher", str(tmp_path / "none"),
                  "--data-root", fake_fmnist_root]) == 2
     assert "no committee folder" in capsys.readouterr().err
+    labelled = tmp_path / "labelled.h5"
+    assert main(["relabel", str(random_set), "--teacher", str(out), "--mode", "stored", "--out", str(labelled),
+                 "--data-root", fake_fmnist_root, "--device", "cpu"]) == 0
+    assert "soft labels stored (400 bytes)" in capsys.readouterr().out
+    assert main(["info", str(labelled)]) == 0 and "stored, teacher" in capsys.readouterr().out
+
+
+def test_relabel_any_set_stored_or_online(committee_dir, tiny_real, tmp_path, capsys):
+    from dsdistill.relabel import relabel
+    synset = create_synthesizer("random").fit(tiny_real, 2, seed=0)
+    teacher = load_teacher(committee_dir, tiny_real, bn_mode="eval")
+    stored = relabel(synset, teacher, "stored", 10.0)
+    assert stored.soft_labels.shape == (8, 4) and torch.allclose(stored.soft_labels, teacher(synset.images))
+    assert stored.extra["teacher"]["mode"] == "stored" and stored.label_bytes == 8 * 8 + 8 * 4 * 4
+    assert synset.soft_labels is None  # a copy: the original set is untouched
+    with pytest.raises(ConfigError, match="eval-mode BN"):
+        relabel(synset, load_teacher(committee_dir, tiny_real, bn_mode="train"), "stored")
+    online = relabel(synset, load_teacher(committee_dir, tiny_real), "online")
+    assert online.soft_labels is None and online.extra["teacher"]["mode"] == "online"
+    report = evaluate(online, TINY_KD, data=tiny_real, device="cpu")  # no --teacher: the set names it
+    assert report.label_source == "online" and report.teacher_bytes == teacher.checkpoint_bytes
+    report = evaluate(stored, TINY_KD, data=tiny_real, device="cpu")
+    assert report.label_source == "stored"

@@ -32,7 +32,7 @@ def test_defaults_are_the_official_recover_and_relabel():
     assert (c.lr, tuple(c.betas), c.r_bn, c.first_bn_multiplier, c.weight_temperature) == (0.25, (0.5, 0.9), 0.01, 10.0, 5.0)
     assert (c.voters, c.schedule, c.iterations_per_ipc, c.relabel_temperature, c.jitter) == (2, "auto", 4000, 10.0, 4)
     assert (tuple(c.rrc_scale), c.init, c.candidates, c.relabel, c.relabel_teachers) == \
-        ((0.08, 1.0), "medium", 300, "stored", "committee")
+        ((0.08, 1.0), "medium", 300, "online", "committee")
     assert CVDD.needs_teacher and not CVDD.class_separable and CVDD.supports_view
     single = create_synthesizer("cvdd.single").config
     assert (single.voters, single.schedule, single.relabel_teachers) == (1, "top", "voters")
@@ -117,7 +117,7 @@ def test_medium_init_takes_the_images_around_the_median(tiny_real):
 
 
 def test_stored_relabel_is_the_weighted_committee_and_names_its_teachers(tiny_real):
-    synset = cvdd(init="real").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+    synset = cvdd(init="real", relabel="stored").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
     committee = load_committee(tiny_committee_dir(), tiny_real)
     record = synset.extra["teacher"]
     assert record["mode"] == "stored" and [m["sha256"] for m in record["members"]] == \
@@ -134,7 +134,7 @@ def test_stored_relabel_is_the_weighted_committee_and_names_its_teachers(tiny_re
 
 
 def test_online_relabel_and_the_single_model_baseline(tiny_real):
-    online = cvdd(init="real", relabel="online").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+    online = cvdd(init="real").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
     assert online.soft_labels is None and online.extra["teacher"]["mode"] == "online"
     report = evaluate(online, TINY_KD, data=tiny_real, device="cpu")
     assert report.label_source == "online" and report.teacher_bytes > 0 and report.label_bytes == 8 * 8
@@ -171,7 +171,8 @@ def test_cli_committee_distill_info(fake_fmnist_root, tmp_path, capsys):
                  "--out", str(committee), *common]) == 0
     out = tmp_path / "cvdd.h5"
     code = main(["distill", "--method", "cvdd.fmnist-cpu", "--ipc", "1", "--set", f"committee={committee}",
-                 "--set", "init=real", "--set", "iterations_per_ipc=2", "--out", str(out), *common])
+                 "--set", "init=real", "--set", "iterations_per_ipc=2", "--set", "relabel=stored", "--out", str(out),
+                 *common])
     text = capsys.readouterr()
     assert code == 0 and "2 iterations" in text.out and "soft labels: stored in the file (400 bytes)" in text.out
     assert "method's own schedule" in text.err

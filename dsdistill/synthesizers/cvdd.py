@@ -8,7 +8,8 @@ random-resized-crop + flip (none for digits) + jitter of the batch, drawn PER IM
 and one flip per batch: reference/cvdd_fyi.md A8.4, not copied); Adam (0.25, betas 0.5/0.9) with cosine decay to 0
 over the index's iterations, state reset per index; pixels clamped to the valid range; real-image initialisation of
 medium difficulty. Relabel: soft labels of the prior-weighted committee ensemble (softmax(prior / 10)), either stored
-in the set file or produced online at evaluation by the committee the set names (by sha256).
+in the set file (static, one per image) or, by default, produced online at evaluation for every crop by the
+committee the set names (by sha256), as CV-DD's per-crop FKD labels.
 
 Such a set is meant to be scored under the soft-label protocol `kd`; under `dc` it trains on its hard labels only,
 and the report says so. Compare it with random selection scored under kd with the same committee as teacher.
@@ -75,7 +76,9 @@ class CVDDConfig(SynthConfig):
                                       # (0.5, 1) or (0.25, 1) at 28 px as an ablation
     jitter: int = 4                   # CV-DD: 4 for 32/64 px (32 for 224 px); reference note: 2-4 at 28 px
     candidates: int = 300             # RDED mipc 300: real images per class ranked for the medium init
-    relabel: str = "stored"           # "stored": soft labels in the set file; "online": the set names its teachers
+    relabel: str = "online"           # CV-DD labels every crop (FKD files); "online" does that at evaluation from
+                                      # the committee the set names (reference A7: equivalent up to the draws);
+                                      # "stored" (ours): one static label per image in the file, eval-mode BN
     relabel_teachers: str = "committee"  # CV-DD: the whole committee; "voters": only members that voted (SRe2L++)
     relabel_temperature: float = RELABEL_TEMPERATURE  # CV-DD relabel: softmax(prior / 10)
     dsa: bool = False                 # unused by CV-DD (its augmentation is RRC/flip/jitter above)
@@ -150,8 +153,8 @@ class CVDD(Synthesizer):
         "paper": {"iterations_per_ipc": 4000},
         # SRe2L++ (reference A6): one voter, relabelled by that member alone
         "single": {"voters": 1, "schedule": "top", "relabel_teachers": "voters"},
-        # ours, for 2 CPU cores: 500 iterations per IPC index (the default committee's pairs take roughly
-        # 0.3-0.5 s per step there: about 4 minutes at IPC 1, 40 at IPC 10)
+        # ours, for 2 CPU cores: 500 iterations per IPC index (the default committee's pairs take about 0.3 s
+        # (ConvNet + VGG11) to 1.2 s (VGG11 + ResNet-18) per step there: README "CV-DD on a CPU")
         "fmnist-cpu": {"iterations_per_ipc": 500},
         "single-fmnist-cpu": {"voters": 1, "schedule": "top", "relabel_teachers": "voters", "iterations_per_ipc": 500},
     }
@@ -294,21 +297,10 @@ class CVDD(Synthesizer):
 
     # ---- relabel and export
     def export(self, real: RealData, state: State, seed: int) -> SyntheticSet:
+        from ..relabel import relabel
         synset = super().export(real, state, seed)
         cfg = self.config
-        bn_mode = "eval" if cfg.relabel == "stored" else "train"
-        teacher = self.relabel_teacher(bn_mode)
-        chosen = self._committee.select(teacher.names)
-        record = chosen.record(weights=teacher.weights.tolist())
-        record.update(mode=cfg.relabel, bn=bn_mode, checkpoint_bytes=teacher.checkpoint_bytes)
-        synset.extra["teacher"] = record
         synset.extra["voters"] = [[self._committee.names[i] for i in pair] for pair in self._schedule]
         synset.extra["priors"] = dict(zip(self._committee.names, self._priors))
-        if cfg.relabel == "stored":
-            images = synset.images.to(real.train.images.device)
-            with torch.no_grad():
-                synset.soft_labels = torch.cat([teacher(x) for x in images.split(256)]).float().cpu()
-            synset.extra["soft_labels"] = {
-                "kind": "logits", "made": f"prior-weighted ensemble logits of {', '.join(teacher.names)} on the "
-                                          f"stored images, eval-mode BN (softmax(prior/{cfg.relabel_temperature:g}))"}
-        return synset
+        teacher = self.relabel_teacher("eval" if cfg.relabel == "stored" else "train")
+        return relabel(synset, teacher, cfg.relabel, cfg.relabel_temperature)
