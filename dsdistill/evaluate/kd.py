@@ -30,7 +30,7 @@ from ..augment.crops import random_resized_crop
 from ..errors import ConfigError
 from ..pretrain import cutmix
 from ..teacher import Teacher
-from .trainer import TrainResult, _accuracy, make_models
+from .trainer import TrainResult, make_models, score_models
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,4 @@ def train_kd(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Ten
             bar.update(1)
         model.eval()
     bar.close()
-    trained = time.perf_counter()
-    accs = _accuracy(lambda x: torch.stack([m(x) for m in models]), test_x, test_y)
-    return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
+    return score_models(models, start, test_x, test_y)
