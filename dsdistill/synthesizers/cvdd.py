@@ -154,7 +154,7 @@ class CVDD(Synthesizer):
         # SRe2L++ (reference A6): one voter, relabelled by that member alone
         "single": {"voters": 1, "schedule": "top", "relabel_teachers": "voters"},
         # ours, for 2 CPU cores: 500 iterations per IPC index (the default committee's pairs take about 0.3 s
-        # (ConvNet + VGG11) to 1.2 s (VGG11 + ResNet-18) per step there: README "CV-DD on a CPU")
+        # (ConvNet + VGG11) to 1.2 s (VGG11 + ResNet-18) per step there: README, "CV-DD", CPU costs)
         "fmnist-cpu": {"iterations_per_ipc": 500},
         "single-fmnist-cpu": {"voters": 1, "schedule": "top", "relabel_teachers": "voters", "iterations_per_ipc": 500},
     }
