@@ -32,8 +32,12 @@ def make_set(spec: str, ipc: int, seed: int, args, real, out: Path) -> Synthetic
     method, preset_iterations = method_from_spec(spec, args.set)   # e.g. datadam+flip=true
     kwargs = {}
     if method.kind == "synthesis":
-        budget = (Budget(iterations=args.iterations, minutes=args.minutes)
-                  if args.iterations or args.minutes else Budget(iterations=preset_iterations))
+        if args.iterations or args.minutes:
+            budget = Budget(iterations=args.iterations, minutes=args.minutes)
+        elif getattr(method, "schedules_itself", False):
+            budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
+        else:
+            budget = Budget(iterations=preset_iterations)
         kwargs = {"budget": budget,
                   "checkpoint": str(out) + ".ckpt", "resume": Path(str(out) + ".ckpt").exists()}
     synset = method.fit(real, ipc, seed=seed, **kwargs)
@@ -103,6 +107,12 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--set", action="append", default=[], help="config override for synthesizers")
     p.add_argument("--device", default="auto")
+    p.add_argument("--teacher", default=None, metavar="DIR|FILE",
+                   help="soft-label cells (kd): the teacher of every set WITHOUT labels of its own (random, DM...); "
+                        "a set that names its teacher (cvdd, relabel) keeps its own")
+    p.add_argument("--teacher-mode", default="online", choices=["online", "stored"],
+                   help="online: --teacher labels every crop; stored: the set is first relabelled with static "
+                        "logits (dsdistill relabel --mode stored), about 10x faster to score")
     args = p.parse_args()
     folder = ROOT / "results" / args.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,8 +129,17 @@ def main() -> None:
         set_path = folder / "sets" / f"{label}-ipc{ipc}-seed{seed}.h5"
         set_path.parent.mkdir(exist_ok=True)
         synset = make_set(spec, int(ipc), seed, args, real, set_path)
-        report = evaluate(synset, get_protocol(proto), data=real, device=real.train.images.device,
-                          set_path=str(set_path.relative_to(ROOT.parent)))
+        protocol = get_protocol(proto)
+        own = synset.soft_labels is not None or bool(synset.extra.get("teacher"))
+        teacher = args.teacher if protocol.label_mode == "soft" and not own else None
+        if teacher is not None and args.teacher_mode == "stored":
+            from dsdistill.committee import load_teacher
+            from dsdistill.relabel import relabel
+            synset = relabel(synset, load_teacher(teacher, real, bn_mode="eval", device=real.train.images.device),
+                             "stored", 10.0)
+            teacher = None
+        report = evaluate(synset, protocol, data=real, device=real.train.images.device,
+                          set_path=str(set_path.relative_to(ROOT.parent)), teacher=teacher)
         rep = report.to_json()
         rep["method_label"] = spec
         rep["set_seed"] = seed

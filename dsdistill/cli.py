@@ -145,7 +145,10 @@ def run_distill(args: argparse.Namespace) -> int:
     preset_iterations = preset.pop("iterations", None)
     overrides = {**preset, **parse_overrides(cls.Config, args.set), "flip": args.flip}
     method = cls(**{k: v for k, v in overrides.items() if v is not None})
-    if args.iterations is None and args.minutes is None:
+    if args.iterations is None and args.minutes is None and getattr(cls, "schedules_itself", False):
+        budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
+        print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
+    elif args.iterations is None and args.minutes is None:
         budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
         print(f"budget: {budget.iterations} iterations (preset)" if preset_iterations
               else f"budget: {DEFAULT_MINUTES:g} minutes (no --iterations/--minutes given)", file=sys.stderr)
@@ -162,6 +165,12 @@ def run_distill(args: argparse.Namespace) -> int:
     synset.save(args.out)
     print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
           f"{synset.distill_iterations} iterations, {synset.distill_seconds:.0f} s)")
+    teacher = synset.extra.get("teacher")
+    if synset.soft_labels is not None or teacher:
+        where = (f"stored in the file ({synset.soft_labels.numel() * synset.soft_labels.element_size()} bytes)"
+                 if synset.soft_labels is not None else
+                 f"online from {teacher.get('path')} ({teacher.get('checkpoint_bytes', 0)} checkpoint bytes)")
+        print(f"soft labels: {where}; label bytes in the file {synset.label_bytes}; score it with --protocol kd")
     return 0
 
 
@@ -279,6 +288,92 @@ def run_experts(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- committee
+@command
+def add_committee(sub: argparse._SubParsersAction) -> None:
+    from .committee import DEFAULT_EPOCHS, DEFAULT_HOLDOUT, DEFAULT_MEMBERS
+    p = sub.add_parser("committee", help="train CV-DD's committee of BatchNorm models on the real data",
+                       description="Train each member (a BatchNorm model) on the real training set and store its "
+                                   "checkpoint, sha256, test accuracy and prior in DIR (committee.json + "
+                                   "member-NAME.pt). The prior is the member's accuracy (%%) on HOLDOUT validation "
+                                   "images per class held out of training (ours; CV-DD uses the accuracy of a set "
+                                   "distilled by the member alone). CV-DD (--method cvdd) votes with these members "
+                                   "and labels with their weighted ensemble; `evaluate --protocol kd --teacher DIR` "
+                                   "scores any set with it. Training: the toolkit's real-data trainer (SGD 0.01, "
+                                   "momentum 0.9, wd 5e-4, batch 128, DSA, CutMix). Rerunning resumes: finished "
+                                   "members are kept, new ones added.")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
+    p.add_argument("--members", default=DEFAULT_MEMBERS,
+                   help="comma-separated members ARCH[:key=value...]: a BN model and its options, plus epochs=N and "
+                        "per_class=N (train on at most N images per class). Default (about 13 minutes on 2 cores "
+                        f"for Fashion-MNIST): {DEFAULT_MEMBERS}")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                   help=f"training epochs per member unless its spec says (default: {DEFAULT_EPOCHS}; CV-DD: 200)")
+    p.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT,
+                   help=f"validation images per class held out for the priors (default: {DEFAULT_HOLDOUT})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (reuse it to resume or add members)")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--zca", action="store_true", help="train in ZCA-whitened space")
+    _common(p)
+    p.set_defaults(run=run_committee)
+
+
+def run_committee(args: argparse.Namespace) -> int:
+    from .committee import build_committee, parse_members, read_manifest
+    members = parse_members(args.members, args.epochs)
+    real = _load(args, args.dataset, zca=args.zca)
+
+    def report(entry: dict) -> None:
+        print(f"trained {entry['name']}: prior {entry['prior']:.2f}, test accuracy "
+              f"{100 * entry['test_accuracy']:.2f}% ({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    out = build_committee(real, args.out, members, seed=args.seed, holdout=args.holdout,
+                          command=" ".join(["dsdistill", *args.argv]), on_member=report)
+    manifest = read_manifest(out)
+    for m in manifest["members"]:
+        print(f"{m['name']:<40} prior {m['prior']:6.2f}  test {100 * m['test_accuracy']:6.2f}%  "
+              f"{m['train_images']} images  {m['bytes'] / 2**20:.1f} MiB  sha256 {m['sha256'][:12]}")
+    print(f"wrote {out}: {len(manifest['members'])} members")
+    return 0
+
+
+@command
+def add_relabel(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("relabel", help="attach a teacher's soft labels to any set (stored or online)",
+                       description="Label a set with a teacher: a committee folder (weighted ensemble, weights "
+                                   "softmax(prior/T)) or one member checkpoint. --mode online (default) stores no "
+                                   "labels but names the teacher by sha256; the kd protocol then labels every crop "
+                                   "with it. --mode stored saves one logit vector per image (eval-mode BN; N x K x 4 "
+                                   "bytes, reported). Either way the set can be scored under --protocol kd without "
+                                   "--teacher, with the same labels as a CV-DD set made with that committee.")
+    p.add_argument("set", help="synthetic-set file (.h5)")
+    p.add_argument("--teacher", required=True, metavar="DIR|FILE", help="committee folder or member checkpoint")
+    p.add_argument("--mode", default="online", choices=["online", "stored"], help="online (default) or stored")
+    p.add_argument("--temperature", type=float, default=10.0,
+                   help="prior temperature of the ensemble weights (default: 10, CV-DD relabel)")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    _common(p)
+    p.set_defaults(run=run_relabel)
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    from .committee import load_teacher
+    from .relabel import relabel
+    from .synset import SyntheticSet
+    synset = SyntheticSet.load(args.set)
+    real = _load(args, synset.dataset)
+    teacher = load_teacher(args.teacher, real, bn_mode="eval" if args.mode == "stored" else "train",
+                           temperature=args.temperature, device=_device(args))
+    labelled = relabel(synset, teacher, args.mode, args.temperature)
+    labelled.extra["command"] = " ".join(["dsdistill", *args.argv])
+    labelled.save(args.out)
+    soft = labelled.soft_labels
+    what = (f"soft labels stored ({soft.numel() * soft.element_size()} bytes)" if soft is not None else
+            f"soft labels online from {args.teacher} ({teacher.checkpoint_bytes} checkpoint bytes)")
+    print(f"wrote {args.out}: {what}; label bytes in the file {labelled.label_bytes}; {teacher.describe()}")
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 @command
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -299,8 +394,17 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whole", action="store_true",
                    help="score the whole training set of --dataset instead of a file (cached per protocol hash)")
     p.add_argument("--dataset", default="fashion-mnist", help="with --whole: the dataset (default: fashion-mnist)")
+    _teacher_option(p)
     _common(p)
     p.set_defaults(run=run_evaluate)
+
+
+def _teacher_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default=None, metavar="DIR|FILE",
+                   help="soft-label protocols (kd): label every crop online with this teacher, a committee folder "
+                        "(`dsdistill committee`; weights softmax(prior/10)) or one member checkpoint. Needed for a "
+                        "set without soft labels (random, DM, ...); use the committee of the soft-label set it is "
+                        "compared with")
 
 
 def _whole_cache(dataset: str, protocol_hash: str, archs: str) -> Path:
@@ -324,7 +428,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         real = _load(args, args.dataset)
         synset = create_synthesizer("whole").fit(real)
         report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
-                          set_path=f"whole:{args.dataset}")
+                          set_path=f"whole:{args.dataset}", teacher=args.teacher)
         write_json(cache, {"table": report.table(), "report": report.to_json()})
     else:
         if not args.set:
@@ -332,7 +436,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         synset = SyntheticSet.load(args.set)
         real = _load(args, synset.dataset)
         report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
-                          set_path=str(args.set))
+                          set_path=str(args.set), teacher=args.teacher)
     print(report.table())
     if args.json:
         report.save_json(args.json)
@@ -348,6 +452,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sets", nargs="+", help="synthetic-set files (.h5)")
     p.add_argument("--protocol", default="dc", help="protocol name (default: dc)")
     p.add_argument("--json", default=None, help="also write every report into this JSON file")
+    _teacher_option(p)
     _common(p)
     p.set_defaults(run=run_compare)
 
@@ -362,15 +467,17 @@ def run_compare(args: argparse.Namespace) -> int:
     for path, synset in zip(args.sets, synsets):
         if synset.dataset not in data:
             data[synset.dataset] = _load(args, synset.dataset)
-        reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=_device(args), set_path=path))
+        reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=_device(args), set_path=path,
+                                teacher=args.teacher))
     print(f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
           f"mean ± std over {protocol.num_models} models")
     width = max(len(p) for p in args.sets)
-    print(f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}")
+    print(f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}  labels")
     for path, rep in zip(args.sets, reports):
         r = rep.results[0]
+        labels = rep.labels + (f" ({rep.label_source})" if rep.labels == "soft" else "")
         print(f"{path:<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
-              f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}")
+              f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
     if args.json:
         write_json(args.json, [rep.to_json() for rep in reports])
     return 0
@@ -419,6 +526,10 @@ def run_info(args: argparse.Namespace) -> int:
     }
     if "command" in s.extra:
         rows["command"] = s.extra["command"]
+    if s.extra.get("teacher"):
+        t = s.extra["teacher"]
+        rows["soft labels"] = (f"{t.get('mode', 'stored')}, teacher {t.get('path')}: "
+                               + ", ".join(f"{m['name']} ({m['sha256'][:12]})" for m in t.get("members", [])))
     rows.update({k: v for k, v in s.file_info.items()})
     for k, v in rows.items():
         print(f"{k:<15} {v}")

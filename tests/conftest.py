@@ -1,6 +1,12 @@
 """Shared fixtures: tiny in-memory datasets (no files, no network) and fake raw files."""
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -44,4 +50,16 @@ def tiny_experts(tmp_path_factory) -> str:
     from dsdistill.experts import ExpertConfig, build_experts
     folder = tmp_path_factory.mktemp("experts")
     build_experts(make_tiny_real(), folder, config=ExpertConfig(batch_size=16), **TINY_EXPERTS)
+    return str(folder)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_committee_dir() -> str:
+    """A committee of two narrow BN ConvNets trained on make_tiny_real() (built once per test session)."""
+    from dsdistill.committee import build_committee, parse_members
+    from dsdistill.pretrain import RealTrainConfig
+    folder = Path(tempfile.mkdtemp(prefix="dsdistill-committee-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    build_committee(make_tiny_real(), folder, parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 8),
+                    holdout=2, config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05))
     return str(folder)

@@ -3,6 +3,7 @@ fixed protocol. It never knows which method made the set."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -14,8 +15,10 @@ from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
 from ..synset.decode import decode
+from .kd import KDSpec, OnlineLabels, StoredLabels, train_kd
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .report import ArchResult, Report
+from .soft import SoftLabels, resolve_soft_labels
 from .trainer import TrainSpec, train_loop, train_vmap
 
 TRAINERS = {"loop": train_loop, "vmap": train_vmap}
@@ -62,20 +65,37 @@ def _train_spec(protocol: Protocol, synset: SyntheticSet) -> TrainSpec:
                      decay_epoch=protocol.decay_epoch(), decay_factor=protocol.lr_decay_factor)
 
 
+def _kd_spec(protocol: Protocol, data: RealData) -> KDSpec:
+    x = protocol.extra
+    return KDSpec(epochs=protocol.epochs, lr=protocol.lr, weight_decay=protocol.weight_decay,
+                  batch_size=protocol.batch_size, accumulation=int(x("accumulation", 1)),
+                  temperature=float(x("temperature", 1.0)), eta=float(x("eta", 1.0)),
+                  rrc_scale=tuple(x("rrc_scale", (0.08, 1.0))), flip=not data.digits, cutmix=bool(x("cutmix", True)))
+
+
 def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Sequence[str] | None = None,
              data: RealData | None = None, data_root: str | None = None, device: str | torch.device = "auto",
-             path: str = "auto", set_path: str = "") -> Report:
+             path: str = "auto", set_path: str = "", teacher: "str | Path | torch.nn.Module | None" = None) -> Report:
     """Score `synset` under `protocol` for each architecture (default: the protocol's own).
 
     path: "auto", "vmap" or "loop". auto takes vmap on CUDA for models without batch norm and the
     loop on the CPU, where grouped convolutions made vmap 0.56x as fast as the loop
-    (benchmarks/results/eval_speed-cpu.md).
+    (benchmarks/results/eval_speed-cpu.md). Soft-label protocols (kd) always take the loop.
+
+    teacher (soft-label protocols only): a committee folder (`dsdistill committee`), one member checkpoint, or a
+    dsdistill.teacher.Teacher. Given, it labels every crop online, whatever the set stores; not given, the set's
+    own soft labels are used (stored in the file, or online from the committee the set names, checked by sha256).
+    This is how a set without soft labels (random, DM, ...) is scored under kd: with the same teacher as the
+    soft-label method it is compared with.
     """
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if path not in ("auto", *TRAINERS):
         raise ConfigError(f"unknown training path {path!r}; valid: auto, {', '.join(TRAINERS)}")
-    if proto.label_mode != "hard":
-        raise ConfigError(f"protocol {proto.name!r} needs label mode {proto.label_mode!r}, not available yet")
+    if proto.label_mode not in ("hard", "soft"):
+        raise ConfigError(f"protocol {proto.name!r} has an unknown label mode {proto.label_mode!r}")
+    if teacher is not None and proto.label_mode == "hard":
+        raise ConfigError(f"a teacher only serves soft-label protocols (kd); protocol {proto.name!r} trains on "
+                          "hard labels: drop --teacher or use --protocol kd")
     dev = resolve_device(device)
     synset.validate()
     if data is None:
@@ -90,18 +110,38 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     notes = []
     if synset.decoder != "none":
         notes.append(f"decoder {synset.decoder}: the {len(synset.images)} stored images trained as {len(images)} images")
-    if synset.soft_labels is not None:
-        notes.append("the set carries soft labels; this hard-label protocol trained on its hard labels only")
+    soft: SoftLabels | None = None
+    if proto.label_mode == "soft":
+        soft = resolve_soft_labels(synset, teacher, data, dev, proto)
+        if synset.decoder != "none" and soft.source.kind == "stored":
+            raise ConfigError("stored soft labels of a set with a decoder: label the decoded images online with "
+                              "--teacher")
+        notes += soft.notes
+    elif synset.soft_labels is not None or synset.extra.get("teacher"):
+        notes.append("the set carries soft labels; this hard-label protocol trained on its hard labels only "
+                     "(score it under kd for its soft labels)")
     report = Report(protocol=proto.name, protocol_version=proto.version, protocol_hash=proto.hash,
                     dataset=data.name, set_sha256=synset.payload_sha256(), set_path=set_path,
-                    method=synset.method, ipc=synset.ipc, stored_images=len(synset.images), labels="hard",
-                    label_bytes=synset.label_bytes, notes=notes, device=str(dev))
+                    method=synset.method, ipc=synset.ipc, stored_images=len(synset.images),
+                    labels=proto.label_mode, label_bytes=synset.label_bytes, notes=notes, device=str(dev),
+                    label_source=soft.source.kind if soft else "hard", teacher=soft.teacher if soft else "",
+                    teacher_bytes=soft.teacher_bytes if soft else 0)
     for arch in archs or [proto.architecture]:
         options = dict(proto.model_options) if arch == proto.architecture else {}
 
         def factory(arch=arch, options=options):
             return create_model(arch, data.channels, data.num_classes, data.image_size, **options)
 
+        if soft is not None:
+            if path == "vmap":
+                raise ConfigError("soft-label protocols train with the loop path; use --path loop or auto")
+            start = time.perf_counter()
+            out = train_kd(factory, proto.seeds, images, soft.source, _kd_spec(proto, data), test_x, test_y,
+                           desc=f"{arch} x{proto.num_models} kd")
+            report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=out.accuracies,
+                                             seconds=time.perf_counter() - start, path="loop",
+                                             train_seconds=out.train_seconds, test_seconds=out.test_seconds))
+            continue
         batch_norm = has_batch_norm(factory())
         chosen = path if path != "auto" else ("vmap" if dev.type == "cuda" and not batch_norm else "loop")
         if chosen == "vmap" and batch_norm:

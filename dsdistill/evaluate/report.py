@@ -66,17 +66,22 @@ class Report:
     ipc: int
     stored_images: int
     labels: str                      # "hard" or "soft": what the training used
-    label_bytes: int
+    label_bytes: int                 # bytes the set file spends on labels (hard + stored soft labels)
     results: list[ArchResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    label_source: str = "hard"       # "hard", "stored" (soft labels in the file) or "online" (a teacher labels crops)
+    teacher: str = ""                # online: which teacher (committee folder or checkpoint) and its weights
+    teacher_bytes: int = 0           # online: bytes of the teacher checkpoints the labels need
     device: str = "cpu"
     hardware: str = field(default_factory=hardware)
     dsdistill_version: str = __version__
     created_utc: str = field(default_factory=utc_now)
 
     def table(self) -> str:
+        how = f" ({self.label_source})" if self.labels == "soft" else ""
+        teacher = f" + {self.teacher_bytes} teacher bytes" if self.teacher_bytes else ""
         head = (f"{self.method} | {self.dataset} | IPC {self.ipc} ({self.stored_images} stored images, "
-                f"{self.labels} labels, {self.label_bytes} label bytes) | protocol {self.protocol} "
+                f"{self.labels} labels{how}, {self.label_bytes} label bytes{teacher}) | protocol {self.protocol} "
                 f"v{self.protocol_version} #{self.protocol_hash}")
         rows = [head, f"{'arch':<14} {'mean':>7} {'std':>6}  {'models':>6}  {'seconds':>8}  accuracies (final epoch)"]
         for r in self.results:

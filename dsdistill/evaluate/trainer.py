@@ -80,6 +80,13 @@ def _accuracy(predict: Callable[[Tensor], Tensor], test_x: Tensor, test_y: Tenso
     return correct.double() / len(test_y)
 
 
+def score_models(models: Sequence[nn.Module], start: float, test_x: Tensor, test_y: Tensor) -> TrainResult:
+    """Final-epoch test accuracy of trained plain models, with the training time (since `start`) and the test time."""
+    trained = time.perf_counter()
+    accs = _accuracy(lambda x: torch.stack([m(x) for m in models]), test_x, test_y)
+    return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
+
+
 def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
                desc: str = "train") -> TrainResult:
@@ -103,9 +110,7 @@ def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: T
             bar.update(1)
         model.eval()
     bar.close()
-    trained = time.perf_counter()
-    accs = _accuracy(lambda x: torch.stack([m(x) for m in models]), test_x, test_y)
-    return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
+    return score_models(models, start, test_x, test_y)
 
 
 def train_vmap(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import datadam, dm, mtt, ncfm, select  # noqa: F401  (each registers itself)
+from . import cvdd, datadam, dm, mtt, ncfm, select  # noqa: F401  (each registers itself)
 from .base import Budget, Interrupted, State, SynthConfig, Synthesizer
 from .method import Method, check_ipc, class_major_labels, new_set
 from .registry import SYNTHESIZERS, register

@@ -61,3 +61,17 @@ def cf_discrepancy(real: Tensor, syn: Tensor, freqs: Tensor, alpha: float = 0.5,
     amplitude = (mod_r - mod_s) ** 2
     phase = (2 * (mod_r * mod_s - re_r * re_s - im_r * im_s)).clamp_min(clamp)
     return scale * (alpha * amplitude + (1 - alpha) * phase).sqrt().mean(-1).sum()
+
+
+def bn_statistics_loss(means: list[Tensor], variances: list[Tensor], running_means: list[Tensor],
+                       running_vars: list[Tensor], first_multiplier: float = 10.0) -> Tensor:
+    """SRe2L / CV-DD recover: sum over BN layers l of c_l * (||mu_l - mu_l^run||_2 + ||var_l - var_l^run||_2).
+
+    mu_l, var_l: per-channel mean and biased variance of the BN layer's INPUT over (N, H, W); c_1 =
+    first_multiplier (CV-DD `first_bn_multiplier`, default 10), c_l = 1 after it.
+    """
+    total = means[0].new_zeros(())
+    for layer, (mu, var, rmu, rvar) in enumerate(zip(means, variances, running_means, running_vars)):
+        weight = first_multiplier if layer == 0 else 1.0
+        total = total + weight * (torch.linalg.vector_norm(mu - rmu) + torch.linalg.vector_norm(var - rvar))
+    return total

@@ -1,0 +1,380 @@
+"""CV-DD's committee (the "squeeze" stage): BatchNorm models trained on the real data, each with a prior.
+
+CV-DD (reference/cvdd_fyi.md A1) trains five architectures from scratch and weights them by a "prior performance"
+alpha_m: the top-1 accuracy of a ResNet-18 post-evaluated on a set distilled by member m ALONE (one full SRe2L++
+run per member). That costs a distillation and a long soft-label evaluation per member, and it reads the test set.
+Ours, documented: alpha_m = member m's accuracy (in percent, as CV-DD's values) on a VALIDATION split held out of
+the training set (`holdout` images per class, seeded; the members never train on it). It ranks members by how well
+they know the data, it is free, and no weight is chosen on the test set. The reference's prior can still be used:
+measure it (`dsdistill distill --method cvdd.single --set members=NAME`, then `dsdistill evaluate --protocol kd`)
+and pass the accuracies to the synthesizer with `--set priors=a,b,c`. The test accuracy is stored for information.
+
+Training reuses dsdistill.pretrain (NCFM's recipe: SGD 0.01, momentum 0.9, wd 5e-4, batch 128, per-sample DSA and
+CutMix) rather than CV-DD's squeeze (Adam 1e-3, wd 1e-4, batch 512, RandomCrop + flip, cosine, 200 epochs): ours,
+one trainer for every teacher in the toolkit; at the CPU budgets here (one epoch) the schedule barely matters.
+
+A member is "ARCH[:key=value...]": a registered model with BatchNorm and its options, plus two training keys,
+`epochs` (overrides --epochs) and `per_class` (train on at most this many images per class: the CPU lever for
+ResNet-18, about 10x the cost of ConvNet-3 per image). Layout of a committee folder (resumable per member):
+    committee.json     manifest: format, version, identity (dataset, zca, seed, holdout, train_config), provenance,
+                       `members` = the FINISHED members (name, arch, options, epochs, per_class, file, sha256, bytes,
+                       prior, val_accuracy, test_accuracy, seconds)
+    member-NAME.pt     {"format", "arch", "model_options", "dataset", "state_dict", accuracies}; weights_only-safe
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from ._io import save_torch, write_json
+from ._seed import derive_seed, make_generator, seeded_init
+from .data import RealData, Split
+from .errors import CheckpointError, ConfigError
+from .models import create_model, has_batch_norm, model_options
+from .pool import parse_model_options
+from .pretrain import RealTrainConfig, test_accuracy, train_on_real
+from .synset.format import created_utc
+from .teacher import Teacher, prior_weights
+
+FORMAT = "dsdistill-committee"
+MEMBER_FORMAT = "dsdistill-committee-member"
+VERSION = 1
+MANIFEST = "committee.json"
+# ours, CPU-sized (about 13 minutes on 2 idle cores for Fashion-MNIST, from ConvNet-3's 3-4 min per epoch and the
+# FLOP ratios 1 : 3.2 : 9.5 of ConvNet-3 : VGG11 : ResNet-18 at 28 px): three BN architectures so that the pairs
+# switch (C(3, 2) = 3 pairs), the expensive ones on a subset. CV-DD: R18, R50, MBV2, SV2, D121, 200 epochs each.
+DEFAULT_MEMBERS = "convnet-bn,vgg11-bn:per_class=2000,resnet18-bn:per_class=1000"
+DEFAULT_EPOCHS = 1          # ours: CPU-sized (CV-DD squeeze: 200 epochs on CIFAR)
+DEFAULT_HOLDOUT = 100       # ours: validation images per class for the prior (1000 of Fashion-MNIST's 60000)
+TRAIN_KEYS = ("epochs", "per_class")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One requested member: architecture, its options (all, resolved), and how to train it."""
+    arch: str
+    options: tuple[tuple[str, Any], ...]
+    epochs: int
+    per_class: int | None = None
+
+    @property
+    def name(self) -> str:
+        """ARCH plus the options and training keys that differ from the defaults, e.g. resnet18-bn:per_class=1000."""
+        defaults = model_options(self.arch)
+        parts = [f"{k}={v}" for k, v in self.options if defaults.get(k) != v]
+        if self.per_class is not None:
+            parts.append(f"per_class={self.per_class}")
+        return ":".join([self.arch, *parts])
+
+    @property
+    def file(self) -> str:
+        return "member-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name.replace(":", "_").replace("=", "-")) + ".pt"
+
+    def identity(self) -> dict[str, Any]:
+        return {"arch": self.arch, "model_options": dict(self.options), "epochs": self.epochs,
+                "per_class": self.per_class}
+
+
+def parse_members(text: str | Sequence[str], epochs: int) -> list[MemberSpec]:
+    """"convnet-bn,resnet18-bn:per_class=1000" -> specs; unknown models/options and duplicates are errors."""
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if not items:
+        raise ConfigError("give at least one committee member, e.g. --members convnet-bn,resnet18-bn")
+    specs, seen = [], set()
+    for item in items:
+        arch, *pairs = item.split(":")
+        train = {k: v for k, v in (p.split("=", 1) for p in pairs if "=" in p) if k in TRAIN_KEYS}
+        model_pairs = [p for p in pairs if p.split("=", 1)[0] not in TRAIN_KEYS]
+        options = {**model_options(arch), **parse_model_options(arch, model_pairs)}
+        try:
+            member_epochs = int(train.get("epochs", epochs))
+            per_class = int(train["per_class"]) if "per_class" in train else None
+        except ValueError:
+            raise ConfigError(f"member {item!r}: epochs and per_class must be integers") from None
+        if member_epochs < 1 or (per_class is not None and per_class < 1):
+            raise ConfigError(f"member {item!r}: epochs and per_class must be at least 1")
+        spec = MemberSpec(arch, tuple(sorted(options.items())), member_epochs, per_class)
+        if spec.name in seen:
+            raise ConfigError(f"member {spec.name!r} is listed twice; give each member once")
+        seen.add(spec.name)
+        specs.append(spec)
+    return specs
+
+
+def _new_model(spec: MemberSpec, real: RealData) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):  # constructors draw from the global RNG; weights are seeded after
+        model = create_model(spec.arch, real.channels, real.num_classes, real.image_size, **dict(spec.options))
+    if not has_batch_norm(model):
+        raise ConfigError(f"committee member {spec.name!r} has no BatchNorm: CV-DD's BN-statistics loss and its "
+                          "train-mode (BSSL) soft labels need running statistics; use a BN model such as "
+                          "convnet-bn, vgg11-bn, alexnet-bn, resnet18-bn or convnet:norm=batch")
+    return model
+
+
+def holdout_split(real: RealData, holdout: int, seed: int) -> tuple[list[Tensor], Split]:
+    """Per class a seeded permutation of the training indices; the first `holdout` form the validation split.
+    Returns (the rest of each class, in permuted order) and the validation split."""
+    rest, val = [], []
+    for c in range(real.num_classes):
+        index = real.train.class_index[c]
+        if holdout >= len(index):
+            raise ConfigError(f"--holdout {holdout} leaves no training image of class {c} ({len(index)} images); "
+                              "use a smaller --holdout")
+        perm = index[torch.randperm(len(index), generator=make_generator(seed, "committee-holdout", c)).to(index.device)]
+        val.append(perm[:holdout])
+        rest.append(perm[holdout:])
+    v = torch.cat(val)
+    return rest, Split.from_tensors(real.train.images[v], real.train.labels[v], real.num_classes)
+
+
+def _train_split(real: RealData, rest: list[Tensor], per_class: int | None) -> Split:
+    idx = torch.cat([r[:per_class] if per_class is not None else r for r in rest])
+    return Split.from_tensors(real.train.images[idx], real.train.labels[idx], real.num_classes)
+
+
+def state_sha256(state: Mapping[str, Tensor]) -> str:
+    """sha256 of a state dict's canonical bytes (names, dtypes, shapes, little-endian values). Not of the file:
+    torch.save names the archive after the (temporary) file, so equal weights give different file bytes."""
+    digest = hashlib.sha256(b"dsdistill-committee-member-v1\n")
+    for name in sorted(state):
+        array = state[name].detach().cpu().contiguous().numpy()
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}\n".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    """The weights hash of a member file, or None when it is missing or unreadable."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        return state_sha256(blob["state_dict"])
+    except Exception:  # missing, truncated or foreign: not finished
+        return None
+
+
+def _header_identity(real: RealData, seed: int, holdout: int, config: RealTrainConfig) -> dict[str, Any]:
+    ident = {"dataset": real.name, "zca": real.zca is not None, "seed": seed, "holdout": holdout,
+             "train_config": dataclasses.asdict(config)}
+    return json.loads(json.dumps(ident))
+
+
+def committee_command(dataset: str, members: str, out: str = "DIR") -> str:
+    return f"dsdistill committee --dataset {dataset} --members {members} --out {out}"
+
+
+def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
+    folder = Path(path)
+    build = f"; build one with `{hint}`" if hint else "; build one with `dsdistill committee --out DIR`"
+    if not folder.is_dir():
+        raise CheckpointError(f"no committee folder at {folder}{build}")
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{folder} has no {MANIFEST} (not a committee, or its first member never "
+                              f"finished){build}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{manifest_path} is damaged ({type(err).__name__}); delete the folder and rebuild it") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise CheckpointError(f"{manifest_path} is not a dsdistill committee manifest of version {VERSION}")
+    if not isinstance(manifest.get("members"), list):
+        raise CheckpointError(f"{manifest_path} is damaged (no members list); delete the folder and rebuild it")
+    return manifest
+
+
+def build_committee(real: RealData, out: str | Path, members: Sequence[MemberSpec], *, seed: int = 0,
+                    holdout: int = DEFAULT_HOLDOUT, config: RealTrainConfig = RealTrainConfig(), command: str = "",
+                    on_member: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Train every member not yet in `out` and record it. Member m is initialised and trained from seeds derived from
+    (seed, "committee", m.name), so it does not depend on the list order, on the other members or on interruptions;
+    a finished member whose file still has its recorded sha256 is kept."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; give a folder for the committee")
+    models = {spec.name: _new_model(spec, real) for spec in members}  # every BN check before any training
+    identity = _header_identity(real, seed, holdout, config)
+    header = {"format": FORMAT, "version": VERSION, **identity, "created_utc": created_utc(),
+              "dsdistill_version": __version__, "command": command,
+              "prior": f"accuracy (%) on {holdout} validation images per class held out of training (ours)"}
+    finished: dict[str, dict[str, Any]] = {}
+    if (folder / MANIFEST).exists():
+        manifest = read_manifest(folder)
+        diffs = [k for k, v in identity.items() if manifest.get(k) != v]
+        if diffs:
+            raise ConfigError(f"{folder} already holds a committee with another {', '.join(diffs)}; use another "
+                              "--out (or delete that folder)")
+        header["created_utc"] = manifest.get("created_utc", header["created_utc"])
+        for entry in manifest["members"]:
+            if _file_sha256(folder / entry["file"]) == entry.get("sha256"):
+                finished[entry["name"]] = entry
+    wanted = {spec.name: spec for spec in members}
+    for name, entry in finished.items():
+        if name in wanted and entry.get("identity") != wanted[name].identity():
+            raise ConfigError(f"member {name!r} in {folder} was trained differently ({entry.get('identity')}); "
+                              "use another --out")
+    rest, val = holdout_split(real, holdout, seed)
+    device = real.train.images.device
+    for spec in members:
+        if spec.name in finished:
+            continue
+        member_seed = derive_seed(seed, "committee", spec.name)
+        model = seeded_init(models[spec.name], member_seed, "init").to(device)
+        train = _train_split(real, rest, spec.per_class)
+        start = time.perf_counter()
+        train_on_real(model, train, config, member_seed, spec.epochs, digits=real.digits, desc=spec.name)
+        seconds = time.perf_counter() - start
+        val_acc, test_acc = test_accuracy(model, val), test_accuracy(model, real.test)
+        path = folder / spec.file
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_torch(path, {"format": MEMBER_FORMAT, "version": VERSION, "dataset": real.name, "arch": spec.arch,
+                          "model_options": dict(spec.options), "name": spec.name, "state_dict": state,
+                          "prior": 100.0 * val_acc, "val_accuracy": val_acc, "test_accuracy": test_acc})
+        entry = {"name": spec.name, "identity": spec.identity(), "file": spec.file, "sha256": state_sha256(state),
+                 "bytes": path.stat().st_size, "prior": 100.0 * val_acc, "val_accuracy": val_acc,
+                 "test_accuracy": test_acc, "train_images": len(train), "seconds": round(seconds, 3)}
+        finished[spec.name] = entry
+        write_json(folder / MANIFEST, {**header, "members": [finished[k] for k in finished]})
+        if on_member is not None:
+            on_member(entry)
+    return folder
+
+
+@dataclass
+class Member:
+    name: str
+    model: nn.Module        # eval mode, frozen
+    prior: float
+    sha256: str
+    bytes: int
+    test_accuracy: float
+    file: Path
+
+
+@dataclass
+class Committee:
+    path: Path
+    dataset: str
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def select(self, names: Sequence[str]) -> "Committee":
+        """Only the named members, in the given order; an unknown name lists the valid ones."""
+        by_name = {m.name: m for m in self.members}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ConfigError(f"committee {self.path} has no member {', '.join(map(repr, unknown))}; "
+                              f"members: {', '.join(self.names)}")
+        return Committee(self.path, self.dataset, [by_name[n] for n in names])
+
+    def record(self, weights: Sequence[float] | None = None) -> dict[str, Any]:
+        """What a set file stores to name these teachers: folder, member names and sha256, weights."""
+        out = {"path": str(self.path), "members": [{"name": m.name, "sha256": m.sha256} for m in self.members]}
+        if weights is not None:
+            out["weights"] = [float(w) for w in weights]
+        return out
+
+    def teacher(self, weights: Sequence[float] | Tensor, bn_mode: str) -> Teacher:
+        return Teacher([m.model for m in self.members], weights, bn_mode=bn_mode, names=self.names,
+                       sha256=[m.sha256 for m in self.members], checkpoint_bytes=sum(m.bytes for m in self.members),
+                       source=str(self.path))
+
+
+def _load_member_file(path: Path, real: RealData, device: str | torch.device,
+                      hint: str) -> tuple[dict, nn.Module, str]:
+    """(the file's fields, the model in eval mode, the weights' sha256)."""
+    if not path.is_file():
+        raise CheckpointError(f"committee checkpoint {path} is missing; rerun `{hint}` to retrain it (building resumes)")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"committee checkpoint {path} is unreadable ({type(err).__name__}); delete it and "
+                              f"rerun `{hint}`") from None
+    if not isinstance(blob, dict) or blob.get("format") != MEMBER_FORMAT:
+        raise CheckpointError(f"{path} is not a dsdistill committee member checkpoint")
+    if blob.get("dataset") != real.name:
+        raise CheckpointError(f"committee checkpoint {path} was trained on {blob.get('dataset')!r}, not {real.name!r}; "
+                              f"build a committee for {real.name} with `{hint}`")
+    spec = MemberSpec(blob["arch"], tuple(sorted(blob["model_options"].items())), 1)
+    model = _new_model(spec, real)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in blob["state_dict"].items()} != expected:
+        raise CheckpointError(f"committee checkpoint {path} does not fit a {spec.arch} for {real.name} "
+                              f"({real.channels}x{real.image_size}px, {real.num_classes} classes)")
+    digest = state_sha256(blob["state_dict"])
+    model.load_state_dict(blob["state_dict"])
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return blob, model, digest
+
+
+def load_committee(path: str | Path, real: RealData, device: str | torch.device = "cpu") -> Committee:
+    """Every finished member of the committee at `path`, checked: dataset, file sha256, shapes."""
+    folder = Path(path)
+    hint = committee_command(real.name, "LIST", str(folder))
+    manifest = read_manifest(folder, hint)
+    if manifest.get("dataset") != real.name or bool(manifest.get("zca")) != (real.zca is not None):
+        raise CheckpointError(f"the committee at {folder} was trained on {manifest.get('dataset')!r}"
+                              f"{' with ZCA' if manifest.get('zca') else ''}, not on {real.name!r}"
+                              f"{' with ZCA' if real.zca is not None else ''}; build a matching one with "
+                              f"`{committee_command(real.name, 'LIST')}`")
+    if not manifest["members"]:
+        raise CheckpointError(f"the committee at {folder} lists no finished member; rerun `{manifest.get('command') or hint}`")
+    resume = manifest.get("command") or hint
+    members = []
+    for entry in manifest["members"]:
+        file = folder / entry["file"]
+        _, model, digest = _load_member_file(file, real, device, resume)
+        if digest != entry["sha256"]:
+            raise CheckpointError(f"committee checkpoint {file} does not match its recorded sha256 (changed after "
+                                  f"training); delete it and rerun `{resume}`")
+        members.append(Member(entry["name"], model, float(entry["prior"]), entry["sha256"], int(entry["bytes"]),
+                              float(entry["test_accuracy"]), file))
+    return Committee(folder, real.name, members)
+
+
+def load_teacher(path: str | Path, real: RealData, *, bn_mode: str = "train", temperature: float = 10.0,
+                 device: str | torch.device = "cpu", expected: Mapping[str, Any] | None = None) -> Teacher:
+    """A committee folder (weighted ensemble, softmax(prior / temperature)) or one member file (weight 1).
+
+    `expected` is what a set recorded (Committee.record): only those members are used, each must have the recorded
+    sha256, and the recorded weights are used."""
+    target = Path(path)
+    if target.is_file():
+        blob, model, digest = _load_member_file(target, real, device, committee_command(real.name, "LIST"))
+        recorded = [m.get("sha256") for m in (expected or {}).get("members", [])]
+        if expected is not None and recorded != [digest]:
+            raise CheckpointError(f"the checkpoint {target} is not the teacher the set was made with (sha256 "
+                                  f"{digest[:12]}); pass --teacher with the right checkpoint")
+        return Teacher([model], [1.0], bn_mode=bn_mode, names=[blob.get("name", target.stem)], sha256=[digest],
+                       checkpoint_bytes=target.stat().st_size, source=str(target))
+    committee = load_committee(target, real, device)
+    if expected is None:
+        return committee.teacher(prior_weights([m.prior for m in committee.members], temperature), bn_mode)
+    names = [m["name"] for m in expected.get("members", [])]
+    missing = [n for n in names if n not in committee.names]
+    if missing:
+        raise CheckpointError(f"the committee at {target} lacks member(s) {', '.join(missing)} that the set was "
+                              f"labelled with; pass --teacher with the committee the set was made with")
+    chosen = committee.select(names)
+    for m, rec in zip(chosen.members, expected["members"]):
+        if m.sha256 != rec.get("sha256"):
+            raise CheckpointError(f"committee member {m.name} at {m.file} is not the checkpoint the set was made with "
+                                  f"(sha256 {m.sha256[:12]} != recorded {str(rec.get('sha256'))[:12]}); pass --teacher "
+                                  f"with the right committee")
+    weights = expected.get("weights") or prior_weights([m.prior for m in chosen.members], temperature)
+    return chosen.teacher(weights, bn_mode)

@@ -1,0 +1,185 @@
+"""CV-DD's committee: member specs, build/resume, priors on a held-out split, loading checks, teachers, the CLI."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from dsdistill.cli import main
+from dsdistill.committee import (MANIFEST, build_committee, holdout_split, load_committee, load_teacher,
+                                 parse_members, read_manifest)
+from dsdistill.errors import CheckpointError, ConfigError
+from dsdistill.evaluate import evaluate, get_protocol
+from dsdistill.pretrain import RealTrainConfig
+from dsdistill.synthesizers import create_synthesizer
+from dsdistill.teacher import prior_weights
+
+from conftest import make_tiny_real
+
+FAST = RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05)
+MEMBERS = "convnet-bn:width=8,convnet:norm=batch:width=8:depth=2"
+TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=2, seeds=(0,), model_options=(("width", 8),))
+
+
+def build(real, out, members=MEMBERS, **kw):
+    return build_committee(real, out, parse_members(members, 3), holdout=2, config=FAST, **kw)
+
+
+@pytest.fixture
+def committee_dir(tiny_real, tmp_path):
+    return build(tiny_real, tmp_path / "committee")
+
+
+def test_member_specs():
+    a, b = parse_members("convnet-bn:width=8,resnet18-bn:per_class=100:epochs=2", 1)
+    assert (a.name, a.epochs, a.per_class) == ("convnet-bn:width=8", 1, None)
+    assert (b.name, b.epochs, b.per_class, b.file) == ("resnet18-bn:per_class=100", 2, 100,
+                                                        "member-resnet18-bn_per_class-100.pt")
+    with pytest.raises(ConfigError, match="twice"):
+        parse_members("convnet-bn,convnet-bn:width=128", 1)
+    with pytest.raises(ConfigError, match="unknown option"):
+        parse_members("convnet-bn:colour=3", 1)
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_members("", 1)
+
+
+def test_member_without_batch_norm_is_refused_before_training(tiny_real, tmp_path):
+    with pytest.raises(ConfigError, match="no BatchNorm.*convnet-bn"):
+        build(tiny_real, tmp_path / "c", "convnet-bn:width=8,convnet:width=8")
+    assert not (tmp_path / "c").exists()
+
+
+def test_holdout_is_disjoint_seeded_and_checked(tiny_real):
+    rest, val = holdout_split(tiny_real, 3, 0)
+    assert len(val) == 12 and all(len(r) == 9 for r in rest)
+    train = set(torch.cat(rest).tolist())
+    left = sorted(set(range(48)) - train)
+    assert len(train) == 36 and len(left) == 12  # the members never see the validation images
+    assert torch.allclose(val.images.sum(0), tiny_real.train.images[left].sum(0), atol=1e-4)
+    assert torch.equal(holdout_split(tiny_real, 3, 0)[1].images, val.images)
+    assert not torch.equal(holdout_split(tiny_real, 3, 1)[1].images, val.images)
+    with pytest.raises(ConfigError, match="--holdout"):
+        holdout_split(tiny_real, 12, 0)
+
+
+def test_build_records_priors_hashes_and_loads(committee_dir, tiny_real):
+    manifest = read_manifest(committee_dir)
+    names = [m["name"] for m in manifest["members"]]
+    assert names == ["convnet-bn:width=8", "convnet:depth=2:norm=batch:width=8"]
+    for m in manifest["members"]:
+        assert m["prior"] == pytest.approx(100 * m["val_accuracy"]) and 0 <= m["test_accuracy"] <= 1
+        assert m["train_images"] == 4 * 10 and len(m["sha256"]) == 64 and m["bytes"] > 0
+    committee = load_committee(committee_dir, tiny_real)
+    assert committee.names == names and all(not m.model.training for m in committee.members)
+    teacher = load_teacher(committee_dir, tiny_real, temperature=10.0)
+    assert torch.allclose(teacher.weights, prior_weights([m["prior"] for m in manifest["members"]], 10.0))
+    assert teacher.checkpoint_bytes == sum(m["bytes"] for m in manifest["members"])
+    single = load_teacher(committee_dir / manifest["members"][0]["file"], tiny_real)
+    assert single.weights.tolist() == [1.0] and single.sha256 == [manifest["members"][0]["sha256"]]
+
+
+def test_resume_keeps_finished_members_and_adds_new_ones(committee_dir, tiny_real, monkeypatch):
+    before = read_manifest(committee_dir)["members"]
+    import dsdistill.committee as mod
+    calls = []
+    original = mod.train_on_real
+    monkeypatch.setattr(mod, "train_on_real", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
+    build(tiny_real, committee_dir, MEMBERS + ",convnet-bn:width=4")
+    after = read_manifest(committee_dir)["members"]
+    assert calls == ["convnet-bn:width=4"] and after[:2] == before and after[2]["name"] == "convnet-bn:width=4"
+    with pytest.raises(ConfigError, match="another seed"):
+        build(tiny_real, committee_dir, seed=1)
+    with pytest.raises(ConfigError, match="trained differently"):
+        build_committee(tiny_real, committee_dir, parse_members(MEMBERS, 4), holdout=2, config=FAST)
+
+
+def test_same_seed_same_member(tiny_real, tmp_path):
+    a = read_manifest(build(tiny_real, tmp_path / "a", "convnet-bn:width=8"))["members"][0]
+    b = read_manifest(build(tiny_real, tmp_path / "b", "convnet:norm=batch:width=8:depth=2,convnet-bn:width=8"))
+    assert a["sha256"] == b["members"][1]["sha256"]  # a member does not depend on the others or the order
+
+
+def test_missing_or_mismatched_checkpoints_are_clear(committee_dir, tiny_real):
+    manifest = read_manifest(committee_dir)
+    first = committee_dir / manifest["members"][0]["file"]
+    blob = torch.load(first, weights_only=True)
+    blob["state_dict"]["classifier.bias"] += 1.0  # other weights than the ones trained
+    torch.save(blob, first)
+    with pytest.raises(CheckpointError, match="does not match its recorded sha256"):
+        load_committee(committee_dir, tiny_real)
+    first.write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_committee(committee_dir, tiny_real)
+    first.unlink()
+    with pytest.raises(CheckpointError, match="is missing; rerun"):
+        load_committee(committee_dir, tiny_real)
+    with pytest.raises(CheckpointError, match="no committee folder"):
+        load_committee(committee_dir / "nope", tiny_real)
+    other = make_tiny_real(name="mnist")
+    with pytest.raises(CheckpointError, match="trained on 'fashion-mnist'"):
+        load_committee(committee_dir, other)
+    (committee_dir / MANIFEST).write_text("{")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_committee(committee_dir, tiny_real)
+
+
+def test_a_set_names_its_teacher_by_hash(committee_dir, tiny_real):
+    synset = create_synthesizer("random").fit(tiny_real, 2, seed=0)
+    committee = load_committee(committee_dir, tiny_real)
+    synset.extra["teacher"] = committee.select(committee.names[:1]).record(weights=[1.0]) | {"mode": "online"}
+    report = evaluate(synset, TINY_KD, data=tiny_real, device="cpu")
+    assert report.label_source == "online" and report.teacher_bytes == committee.members[0].bytes
+    assert "sha256 checked" in " ".join(report.notes)
+    synset.extra["teacher"]["members"][0]["sha256"] = "0" * 64
+    with pytest.raises(CheckpointError, match="not the checkpoint the set was made with"):
+        evaluate(synset, TINY_KD, data=tiny_real, device="cpu")
+    # a random set scored with a committee given explicitly
+    plain = create_synthesizer("random").fit(tiny_real, 2, seed=0)
+    report = evaluate(plain, TINY_KD, data=tiny_real, device="cpu", teacher=str(committee_dir))
+    assert report.label_source == "online" and len(report.results[0].accuracies) == 1
+
+
+def test_committee_and_evaluate_cli(fake_fmnist_root, tmp_path, capsys):
+    out = tmp_path / "c"
+    code = main(["committee", "--members", "convnet-bn:width=8", "--epochs", "1", "--holdout", "1", "--out", str(out),
+                 "--data-root", fake_fmnist_root, "--device", "cpu"])
+    text = capsys.readouterr().out
+    assert code == 0 and "convnet-bn:width=8" in text and "prior" in text and (out / MANIFEST).is_file()
+    assert main(["committee", "--members", "convnet", "--out", str(tmp_path / "d"), "--data-root", fake_fmnist_root,
+                 "--device", "cpu"]) == 2
+    assert "no BatchNorm" in capsys.readouterr().err
+    random_set = tmp_path / "r.h5"
+    assert main(["select", "--method", "random", "--ipc", "1", "--out", str(random_set), "--data-root",
+                 fake_fmnist_root, "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(random_set), "--protocol", "kd-quick", "--data-root", fake_fmnist_root]) == 2
+    assert "--teacher" in capsys.readouterr().err
+    assert main(["evaluate", str(random_set), "--protocol", "dc", "--teacher", str(out),
+                 "--data-root", fake_fmnist_root]) == 2
+    assert "soft-label protocols" in capsys.readouterr().err
+    assert main(["evaluate", str(random_set), "--protocol", "kd", "--teacher", str(tmp_path / "none"),
+                 "--data-root", fake_fmnist_root]) == 2
+    assert "no committee folder" in capsys.readouterr().err
+    labelled = tmp_path / "labelled.h5"
+    assert main(["relabel", str(random_set), "--teacher", str(out), "--mode", "stored", "--out", str(labelled),
+                 "--data-root", fake_fmnist_root, "--device", "cpu"]) == 0
+    assert "soft labels stored (400 bytes)" in capsys.readouterr().out
+    assert main(["info", str(labelled)]) == 0 and "stored, teacher" in capsys.readouterr().out
+
+
+def test_relabel_any_set_stored_or_online(committee_dir, tiny_real, tmp_path, capsys):
+    from dsdistill.relabel import relabel
+    synset = create_synthesizer("random").fit(tiny_real, 2, seed=0)
+    teacher = load_teacher(committee_dir, tiny_real, bn_mode="eval")
+    stored = relabel(synset, teacher, "stored", 10.0)
+    assert stored.soft_labels.shape == (8, 4) and torch.allclose(stored.soft_labels, teacher(synset.images))
+    assert stored.extra["teacher"]["mode"] == "stored" and stored.label_bytes == 8 * 8 + 8 * 4 * 4
+    assert synset.soft_labels is None  # a copy: the original set is untouched
+    with pytest.raises(ConfigError, match="eval-mode BN"):
+        relabel(synset, load_teacher(committee_dir, tiny_real, bn_mode="train"), "stored")
+    online = relabel(synset, load_teacher(committee_dir, tiny_real), "online")
+    assert online.soft_labels is None and online.extra["teacher"]["mode"] == "online"
+    report = evaluate(online, TINY_KD, data=tiny_real, device="cpu")  # no --teacher: the set names it
+    assert report.label_source == "online" and report.teacher_bytes == teacher.checkpoint_bytes
+    report = evaluate(stored, TINY_KD, data=tiny_real, device="cpu")
+    assert report.label_source == "stored"
