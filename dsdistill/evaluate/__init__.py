@@ -10,6 +10,7 @@ import torch
 from .._device import resolve_device
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import ZCA, RealData, load_dataset
+from ..distributed import World
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
@@ -64,13 +65,19 @@ def _train_spec(protocol: Protocol, synset: SyntheticSet) -> TrainSpec:
 
 def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Sequence[str] | None = None,
              data: RealData | None = None, data_root: str | None = None, device: str | torch.device = "auto",
-             path: str = "auto", set_path: str = "") -> Report:
+             path: str = "auto", set_path: str = "", world: World | None = None) -> Report:
     """Score `synset` under `protocol` for each architecture (default: the protocol's own).
 
     path: "auto", "vmap" or "loop". auto takes vmap on CUDA for models without batch norm and the
     loop on the CPU, where grouped convolutions made vmap 0.56x as fast as the loop
     (benchmarks/results/eval_speed-cpu.md).
+
+    world (torchrun): the (architecture x seed) models are split across the ranks in contiguous
+    blocks; every model depends only on its own seed, so each rank trains its share and every rank
+    gets the merged report, equal to the single-process one except the seconds (summed over the
+    ranks: compute time, not wall time), `device` and `hardware`.
     """
+    world = world or World()
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if path not in ("auto", *TRAINERS):
         raise ConfigError(f"unknown training path {path!r}; valid: auto, {', '.join(TRAINERS)}")
@@ -96,7 +103,10 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
                     dataset=data.name, set_sha256=synset.payload_sha256(), set_path=set_path,
                     method=synset.method, ipc=synset.ipc, stored_images=len(synset.images), labels="hard",
                     label_bytes=synset.label_bytes, notes=notes, device=str(dev))
-    for arch in archs or [proto.architecture]:
+    arch_list = list(archs or [proto.architecture])
+    mine = world.share([(a, seed) for a in range(len(arch_list)) for seed in proto.seeds])
+    parts = []
+    for a, arch in enumerate(arch_list):
         options = dict(proto.model_options) if arch == proto.architecture else {}
 
         def factory(arch=arch, options=options):
@@ -106,10 +116,21 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
         chosen = path if path != "auto" else ("vmap" if dev.type == "cuda" and not batch_norm else "loop")
         if chosen == "vmap" and batch_norm:
             raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
+        seeds = [seed for i, seed in mine if i == a]
+        if not seeds:
+            continue
         start = time.perf_counter()
-        out = TRAINERS[chosen](factory, proto.seeds, images, labels, spec, augment, test_x, test_y,
-                               desc=f"{arch} x{proto.num_models}")
-        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=out.accuracies,
-                                         seconds=time.perf_counter() - start, path=chosen,
-                                         train_seconds=out.train_seconds, test_seconds=out.test_seconds))
+        out = TRAINERS[chosen](factory, seeds, images, labels, spec, augment, test_x, test_y,
+                               desc=f"{arch} x{len(seeds)}")
+        parts.append((a, chosen, out.accuracies, time.perf_counter() - start, out.train_seconds, out.test_seconds))
+    merged = [part for rank in world.all_gather(parts, "merging the evaluation results") for part in rank]
+    for a, arch in enumerate(arch_list):
+        mine_a = [p for p in merged if p[0] == a]  # rank order = seed order (contiguous blocks)
+        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds),
+                                         accuracies=[acc for p in mine_a for acc in p[2]],
+                                         seconds=sum(p[3] for p in mine_a), path=mine_a[0][1],
+                                         train_seconds=sum(p[4] for p in mine_a),
+                                         test_seconds=sum(p[5] for p in mine_a)))
+    if world.sharded:
+        report.device = f"{dev.type} x{world.size} processes ({world.backend})"
     return report
