@@ -18,6 +18,7 @@ from .distributed import init_world, is_main_process, load_shard, torchrun_env
 from .errors import ConfigError, DsdistillError
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+SHARDED = {"distill", "evaluate", "compare"}  # commands that split their work across torchrun processes
 
 
 def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
@@ -454,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_quiet(getattr(args, "quiet", False) or not is_main_process())  # under torchrun only rank 0 draws bars
     keep_freed_memory()
     try:
+        if torchrun_env() is not None and args.command not in SHARDED:
+            raise ConfigError(f"`dsdistill {args.command}` does not split its work across processes (torchrun does "
+                              f"that for {', '.join(sorted(SHARDED))}): run it in one process, without torchrun")
         return args.run(args)
     except DsdistillError as err:
         print(f"dsdistill: error: {err}", file=sys.stderr)

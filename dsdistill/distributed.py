@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -116,7 +117,7 @@ class World:
         try:
             return fn(*args)
         except RuntimeError as err:  # DistBackendError, gloo "connection closed by peer", timeouts
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = re.sub(r"^\[[^\]]*\]\s*", "", (str(err).strip().splitlines() or [type(err).__name__])[0])[:160]
             raise DistributedError(
                 f"{self.describe()}: {what} failed ({first}); another rank died or hung (its own error is in "
                 f"the log above). Every finished checkpoint is kept: rerun the same command with --resume") from None
@@ -137,7 +138,10 @@ def torchrun_env() -> tuple[int, int, int, int] | None:
 
 def is_main_process() -> bool:
     """Rank 0 or no torchrun; readable before any process group exists (for progress bars, prints)."""
-    env = torchrun_env()
+    try:
+        env = torchrun_env()
+    except ConfigError:  # malformed variables: the command itself reports them
+        return True
     return env is None or env[0] == 0
 
 

@@ -26,8 +26,8 @@ SMALL = {"width": 8, "batch_real": 4}
 
 
 def torchrun(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    """Two gloo processes on a free port; they import this checkout's dsdistill."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DSDISTILL_DIST_TIMEOUT": "1"}
+    """Two gloo processes on a free port, one torch thread each; they import this checkout's dsdistill."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DSDISTILL_DIST_TIMEOUT": "1", "DSDISTILL_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            *argv], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
@@ -97,6 +97,9 @@ def test_a_non_separable_method_refuses_under_torchrun(fake_fmnist_root, tmp_pat
                  "--data-root", fake_fmnist_root, "--iterations", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "dm is not class-separable" in err and "without torchrun" in err
+    code = main(["pool", "--out", str(tmp_path / "pool"), "--data-root", fake_fmnist_root])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "`dsdistill pool` does not split its work" in err
 
 
 @dataclass(frozen=True)
@@ -133,13 +136,23 @@ def test_sharded_resume_takes_the_newest_iteration_every_rank_has(tiny_real, tmp
         fit(4, MirrorWorld(0, 2, partner=([6], "")), resume=True)
 
 
+@pytest.fixture
+def one_thread():
+    """The one-process reference runs with the ranks' thread count: CPU kernels reduce in an order that
+    depends on the number of threads, so only equal thread counts promise equal bytes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fmnist-dist")
     return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
 
 
-def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path):
+def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path, one_thread):
     out = tmp_path / "sharded.json"
     proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -149,7 +162,8 @@ def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path)
     from dist_worker import METHODS
     real = load_dataset("fashion-mnist", roots)
     for key, options in METHODS.items():
-        one = create_synthesizer(key.split("+")[0], **SMALL, **options).fit(real, 2, seed=3, budget=Budget(iterations=3))
+        method = create_synthesizer(key.split("+")[0], **SMALL, **options)
+        one = method.fit(real, 2, seed=3, budget=Budget(iterations=3))
         assert got[key]["sha"] == one.payload_sha256(), key
         assert got[key]["loss"] == one.extra["loss_curve"]["loss"], key
     synset = create_synthesizer("random").fit(real, 2, seed=0)
@@ -171,7 +185,7 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(roots, tmp_path):
+def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(roots, tmp_path, one_thread):
     def argv(out):
         return ["distill", "--method", "dm", "--ipc", "2", "--iterations", "5", "--seed", "1", "--out", str(out),
                 "--data-root", roots, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4",

@@ -135,9 +135,10 @@ class Synthesizer(Method):
         """Method state beyond the images (learned lr, sampler network...)."""
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
-        """One iteration: compute the loss, update state.images; return figures. 'loss' is a float,
-        or, for a class-separable method, the list of per-class terms of the classes in
-        state.classes, in order (the base sums them over every rank, in class order)."""
+        """One iteration: compute the loss, update state.images; return figures ({'loss': ...}). A
+        class-separable method also returns 'class_losses': the per-class (per-group) terms of the
+        classes in state.classes, in order; the base then sums them over every rank in class order
+        (`sum_in_order`), so a sharded run records the single-process loss."""
         raise NotImplementedError
 
     def end_iteration(self, state: State, real: RealData, loss: float) -> None:
@@ -256,7 +257,7 @@ class Synthesizer(Method):
                 every = self.config.checkpoint_every
                 due = (time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
                        or (every > 0 and (state.iteration + 1) % every == 0))
-                loss, elapsed, due, stop = _agree(world, figures.get("loss", 0.0),
+                loss, elapsed, due, stop = _agree(world, figures.get("class_losses", figures.get("loss", 0.0)),
                                                   start_elapsed + time.monotonic() - start, due, signals.stop)
                 if not math.isfinite(loss):
                     where = f"; the last good checkpoint is {ckpt_path}" if ckpt_path and ckpt_path.exists() else ""
@@ -346,7 +347,7 @@ def _previous(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def _fold(terms: list[float]) -> float:
+def sum_in_order(terms: list[float]) -> float:
     """Left-to-right sum from 0.0: exactly how one process adds its per-class losses."""
     total = 0.0
     for t in terms:
@@ -361,9 +362,9 @@ def _agree(world: World, loss: float | list[float], elapsed: float, save: bool,
     signalled."""
     terms = [float(t) for t in loss] if isinstance(loss, (list, tuple)) else [float(loss)]
     if not world.sharded:
-        return _fold(terms), elapsed, save, stop
+        return sum_in_order(terms), elapsed, save, stop
     ranks = world.all_gather((terms, elapsed, save, stop), "the per-iteration loss exchange")
-    return (_fold([t for r in ranks for t in r[0]]), max(r[1] for r in ranks),
+    return (sum_in_order([t for r in ranks for t in r[0]]), max(r[1] for r in ranks),
             any(r[2] for r in ranks), any(r[3] for r in ranks))
 
 

@@ -17,7 +17,7 @@ from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
-from .base import State, SynthConfig, Synthesizer
+from .base import State, SynthConfig, Synthesizer, sum_in_order
 from .losses import mean_embedding_loss
 from .registry import register
 
@@ -139,4 +139,4 @@ class DM(Synthesizer):
             for k, v in parts.items():
                 figures[k] = figures.get(k, 0.0) + v
         state.optimizer.step()
-        return {"loss": losses, **figures}
+        return {"loss": sum_in_order(losses), "class_losses": losses, **figures}

@@ -42,7 +42,7 @@ from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model
 from ..synset.decode import multiformation_decode, multiformation_encode
-from .base import State, noise_images
+from .base import State, noise_images, sum_in_order
 from .dm import DM, DMConfig
 from .losses import cf_discrepancy
 from .registry import register
@@ -277,7 +277,7 @@ class NCFM(DM):
             loss.backward()
             losses.append(loss.item())
         state.optimizer.step()
-        figures: dict[str, Any] = {"loss": losses}
+        figures: dict[str, Any] = {"loss": sum_in_order(losses), "class_losses": losses}
         if ascend_now:
             figures["ascent"] = ascent
         if cfg.calibrate:
