@@ -147,8 +147,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
 
 def run_distill(args: argparse.Namespace) -> int:
     from ._config import parse_overrides
-    from .synthesizers import Budget, Interrupted, resolve_method
-    from .synthesizers import not_separable
+    from .synthesizers import Budget, Interrupted, not_separable, resolve_method
     cls, preset = resolve_method(args.method)
     if cls.kind != "synthesis":
         raise ConfigError(f"{args.method!r} is a selection method; use `dsdistill select --method {args.method}`")

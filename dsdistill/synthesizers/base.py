@@ -38,6 +38,7 @@ from ..distributed import World
 from ..errors import CheckpointError, ConfigError, DivergedError
 from ..synset import SyntheticSet
 from .method import Method, check_ipc, class_major_labels, new_set, not_separable
+from .sharding import agree, common_checkpoint, previous
 from .views import view_for
 
 
@@ -190,7 +191,7 @@ class Synthesizer(Method):
 
     def _save_checkpoint(self, path: Path, state: State, identity: dict[str, Any], keep_previous: bool = False) -> None:
         if keep_previous and path.exists():  # sharded: a rank that dies mid-save leaves the others one ahead
-            os.replace(path, _previous(path))
+            os.replace(path, previous(path))
         save_torch(path, {
             "identity": identity, "iteration": state.iteration, "elapsed": state.elapsed,
             "images": state.images.detach().cpu(), "optimizer": state.optimizer.state_dict(),
@@ -212,8 +213,8 @@ class Synthesizer(Method):
         return ckpt
 
     def _load_checkpoint(self, path: Path, state: State, identity: dict[str, Any], world: World) -> None:
-        ckpt = self._read_checkpoint(path, state, identity) if not world.sharded else \
-            self._common_checkpoint(path, state, identity, world)
+        read = lambda p: self._read_checkpoint(p, state, identity)  # noqa: E731
+        ckpt = read(path) if not world.sharded else common_checkpoint(world, path, read)
         with torch.no_grad():
             state.images.copy_(ckpt["images"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
@@ -257,7 +258,7 @@ class Synthesizer(Method):
                 every = self.config.checkpoint_every
                 due = (time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
                        or (every > 0 and (state.iteration + 1) % every == 0))
-                loss, elapsed, due, stop = _agree(world, figures.get("class_losses", figures.get("loss", 0.0)),
+                loss, elapsed, due, stop = agree(world, figures.get("class_losses", figures.get("loss", 0.0)),
                                                   start_elapsed + time.monotonic() - start, due, signals.stop)
                 if not math.isfinite(loss):
                     where = f"; the last good checkpoint is {ckpt_path}" if ckpt_path and ckpt_path.exists() else ""
@@ -298,27 +299,6 @@ class Synthesizer(Method):
             raise ConfigError(f"{world.describe()} serves classes {list(world.block(real.num_classes))} but the real "
                               f"data holds {list(held)}: load it with dsdistill.distributed.load_shard")
 
-    def _common_checkpoint(self, path: Path, state: State, identity: dict[str, Any], world: World) -> dict[str, Any]:
-        """Sharded resume: each rank has its last checkpoint and the one before; all ranks continue
-        from the newest iteration every rank has (decided together, so all raise the same error)."""
-        found: dict[int, dict[str, Any]] = {}
-        problem = ""
-        for candidate in (path, _previous(path)):
-            try:
-                ckpt = self._read_checkpoint(candidate, state, identity)
-                found[ckpt["iteration"]] = ckpt
-            except CheckpointError as err:
-                problem = problem or str(err) if candidate == path else problem
-        everyone = world.all_gather((sorted(found), problem), "comparing the ranks' checkpoints")
-        common = set.intersection(*(set(its) for its, _ in everyone))
-        if not common:
-            problems = [f"rank {r}: {why}" for r, (_, why) in enumerate(everyone) if why]
-            have = ", ".join(f"rank {r}: {its or 'none'}" for r, (its, _) in enumerate(everyone))
-            raise CheckpointError("; ".join(problems) if problems else
-                                  f"--resume: the ranks have no checkpoint at a common iteration ({have}); "
-                                  "start without --resume")
-        return found[max(common)]
-
     def stored_images(self, real: RealData, state: State) -> Tensor:
         """The images as the set file stores them (a method that optimises pixels converts here)."""
         return state.images
@@ -341,31 +321,6 @@ def noise_images(real: RealData, ipc: int, seed: int) -> Tensor:
     shape = (ipc, real.channels, real.image_size, real.image_size)
     return torch.cat([torch.randn(shape, generator=make_generator(seed, "init-noise", c))
                       for c in real.class_ids]).to(real.train.images.device)
-
-
-def _previous(path: Path) -> Path:
-    return path.with_name(path.name + ".prev")
-
-
-def sum_in_order(terms: list[float]) -> float:
-    """Left-to-right sum from 0.0: exactly how one process adds its per-class losses."""
-    total = 0.0
-    for t in terms:
-        total += t
-    return total
-
-
-def _agree(world: World, loss: float | list[float], elapsed: float, save: bool,
-           stop: bool) -> tuple[float, float, bool, bool]:
-    """The iteration's loss over all classes and what every rank does next: the slowest rank's
-    elapsed time (one budget for all), save if any rank's checkpoint is due, stop if any rank was
-    signalled."""
-    terms = [float(t) for t in loss] if isinstance(loss, (list, tuple)) else [float(loss)]
-    if not world.sharded:
-        return sum_in_order(terms), elapsed, save, stop
-    ranks = world.all_gather((terms, elapsed, save, stop), "the per-iteration loss exchange")
-    return (sum_in_order([t for r in ranks for t in r[0]]), max(r[1] for r in ranks),
-            any(r[2] for r in ranks), any(r[3] for r in ranks))
 
 
 def _downsample(values: list[float], points: int) -> dict[str, list[float]]:

@@ -17,7 +17,8 @@ from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
-from .base import State, SynthConfig, Synthesizer, sum_in_order
+from .base import State, SynthConfig, Synthesizer
+from .sharding import sum_in_order
 from .losses import mean_embedding_loss
 from .registry import register
 

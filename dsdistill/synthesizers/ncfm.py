@@ -42,10 +42,11 @@ from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model
 from ..synset.decode import multiformation_decode, multiformation_encode
-from .base import State, noise_images, sum_in_order
+from .base import State, noise_images
 from .dm import DM, DMConfig
 from .losses import cf_discrepancy
 from .registry import register
+from .sharding import sum_in_order
 
 PROVIDERS = ("gaussian", "learned")
 EXTRACTORS = ("pool", "random")
