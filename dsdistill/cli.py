@@ -14,9 +14,11 @@ from typing import Callable, Sequence
 from . import __version__
 from ._malloc import keep_freed_memory
 from ._progress import set_quiet
+from .distributed import init_world, is_main_process, load_shard, torchrun_env
 from .errors import ConfigError, DsdistillError
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+SHARDED = {"distill", "evaluate", "compare"}  # commands that split their work across torchrun processes
 
 
 def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
@@ -34,9 +36,9 @@ def _common(p: argparse.ArgumentParser, device: bool = True, data: bool = True) 
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _load(args: argparse.Namespace, name: str, **kw):
+def _load(args: argparse.Namespace, name: str, device=None, **kw):
     from .data import load_dataset
-    return load_dataset(name, args.data_root, device=_device(args), **kw)
+    return load_dataset(name, args.data_root, device=device or _device(args), **kw)
 
 
 def _device(args: argparse.Namespace):
@@ -117,7 +119,12 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
                                    "(e.g. datadam.official); --set values override it. Without --iterations or "
                                    f"--minutes the run stops after the preset's iterations or, without one, "
                                    f"{DEFAULT_MINUTES:g} minutes. The run state is checkpointed to OUT.ckpt every few "
-                                   "minutes and on Ctrl-C; --resume continues it.")
+                                   "minutes and on Ctrl-C; --resume continues it. Under torchrun "
+                                   "(`torchrun --nproc_per_node P -m dsdistill distill ...`) the classes are split "
+                                   "into P contiguous blocks, each process reads and distills only its classes "
+                                   "(gloo on CPU, NCCL on GPUs), rank 0 writes the one set file (the same set as one "
+                                   "process with the same seed), and each rank keeps OUT.rank{r}-of-{P}.ckpt; "
+                                   "methods whose objective couples the classes (class_separable False) refuse.")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
     p.add_argument("--ipc", type=int, required=True, help="images per class")
@@ -128,7 +135,9 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", default=None,
                    help="FYI: match every synthetic batch together with its horizontal mirror")
     p.add_argument("--zca", action="store_true", help="distill in ZCA-whitened space (kornia ZCA, fit on train)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.ckpt (under torchrun: every rank from its OUT.rank{r}-of-{P}.ckpt, at the "
+                        "newest iteration all ranks have; use the same number of processes)")
     p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr_img=1 (repeatable; unknown keys list the valid ones)")
@@ -138,10 +147,12 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
 
 def run_distill(args: argparse.Namespace) -> int:
     from ._config import parse_overrides
-    from .synthesizers import Budget, Interrupted, resolve_method
+    from .synthesizers import Budget, Interrupted, not_separable, resolve_method
     cls, preset = resolve_method(args.method)
     if cls.kind != "synthesis":
         raise ConfigError(f"{args.method!r} is a selection method; use `dsdistill select --method {args.method}`")
+    if torchrun_env() is not None and not cls.class_separable:
+        raise ConfigError(not_separable(cls.name))
     preset_iterations = preset.pop("iterations", None)
     overrides = {**preset, **parse_overrides(cls.Config, args.set), "flip": args.flip}
     method = cls(**{k: v for k, v in overrides.items() if v is not None})
@@ -150,17 +161,23 @@ def run_distill(args: argparse.Namespace) -> int:
         print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
     elif args.iterations is None and args.minutes is None:
         budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
-        print(f"budget: {budget.iterations} iterations (preset)" if preset_iterations
-              else f"budget: {DEFAULT_MINUTES:g} minutes (no --iterations/--minutes given)", file=sys.stderr)
+        if is_main_process():
+            print(f"budget: {budget.iterations} iterations (preset)" if preset_iterations
+                  else f"budget: {DEFAULT_MINUTES:g} minutes (no --iterations/--minutes given)", file=sys.stderr)
     else:
         budget = Budget(iterations=args.iterations, minutes=args.minutes)
-    real = _load(args, args.dataset, zca=args.zca)
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
-    try:
-        synset = method.fit(real, args.ipc, seed=args.seed, budget=budget, checkpoint=checkpoint, resume=args.resume)
-    except Interrupted as stop:
-        print(f"dsdistill: {stop}; continue with the same command plus --resume", file=sys.stderr)
-        return 130
+    with init_world(args.device) as world:
+        real = load_shard(world, args.dataset, args.data_root, zca=args.zca, device=world.device)
+        try:
+            synset = method.fit(real, args.ipc, seed=args.seed, budget=budget, checkpoint=checkpoint,
+                                resume=args.resume, world=world)
+        except Interrupted as stop:
+            print(f"dsdistill: {world.describe() + ': ' if world.sharded else ''}{stop}; continue with the same "
+                  "command plus --resume", file=sys.stderr)
+            return 130
+    if synset is None:  # a rank other than 0 under torchrun: rank 0 writes the set
+        return 0
     _provenance(synset, args)
     synset.save(args.out)
     print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
@@ -382,7 +399,10 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                        description="Train fresh models on a synthetic set under a fixed protocol and report the "
                                    "FINAL-epoch accuracy on the real test set, mean and std over the protocol's "
                                    "listed seeds. Protocols: " + "; ".join(
-                                       f"{n} ({PROTOCOLS.get(n).description})" for n in PROTOCOLS.list()))
+                                       f"{n} ({PROTOCOLS.get(n).description})" for n in PROTOCOLS.list())
+                                   + ". Under torchrun (`torchrun --nproc_per_node P -m dsdistill evaluate ...`) the "
+                                   "(architecture x seed) models are split across the P processes and rank 0 prints "
+                                   "and writes the one merged report (seconds are summed over the ranks).")
     p.add_argument("set", nargs="?", help="synthetic-set file (.h5)")
     p.add_argument("--protocol", default="dc", help=f"one of: {', '.join(PROTOCOLS.list())} (default: dc)")
     p.add_argument("--arch", default=None,
@@ -418,25 +438,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ._io import write_json
     protocol = get_protocol(args.protocol)
     archs = [a.strip() for a in args.arch.split(",") if a.strip()] if args.arch else None
-    if args.whole:
-        cache = _whole_cache(args.dataset, protocol.hash, args.arch or protocol.architecture)
-        if cache.exists():
+    if not args.whole and not args.set:
+        raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
+    cache = _whole_cache(args.dataset, protocol.hash, args.arch or protocol.architecture) if args.whole else None
+    if cache is not None and cache.exists():
+        if is_main_process():
             print(json.loads(cache.read_text())["table"])
             print(f"(cached: {cache})")
-            return 0
-        from .synthesizers import create_synthesizer
-        real = _load(args, args.dataset)
-        synset = create_synthesizer("whole").fit(real)
-        report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
-                          set_path=f"whole:{args.dataset}", teacher=args.teacher)
+        return 0
+    with init_world(args.device) as world:
+        if cache is not None:
+            from .synthesizers import create_synthesizer
+            real = _load(args, args.dataset, device=world.device)
+            synset, set_path = create_synthesizer("whole").fit(real), f"whole:{args.dataset}"
+        else:
+            if not args.set:
+                raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
+            synset, set_path = SyntheticSet.load(args.set), str(args.set)
+            real = _load(args, synset.dataset, device=world.device)
+        report = evaluate(synset, protocol, archs=archs, data=real, device=world.device, path=args.path,
+                          set_path=set_path, teacher=args.teacher, world=world)
+    if not world.is_main:
+        return 0
+    if cache is not None:
         write_json(cache, {"table": report.table(), "report": report.to_json()})
-    else:
-        if not args.set:
-            raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
-        synset = SyntheticSet.load(args.set)
-        real = _load(args, synset.dataset)
-        report = evaluate(synset, protocol, archs=archs, data=real, device=_device(args), path=args.path,
-                          set_path=str(args.set), teacher=args.teacher)
     print(report.table())
     if args.json:
         report.save_json(args.json)
@@ -448,7 +473,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="score several sets under one protocol and print one table",
                        description="Evaluate every given set file under the same protocol and seeds and print one "
-                                   "table (final-epoch accuracy, mean and std over the protocol's listed seeds).")
+                                   "table (final-epoch accuracy, mean and std over the protocol's listed seeds). "
+                                   "Under torchrun each set's models are split across the processes; rank 0 prints.")
     p.add_argument("sets", nargs="+", help="synthetic-set files (.h5)")
     p.add_argument("--protocol", default="dc", help="protocol name (default: dc)")
     p.add_argument("--json", default=None, help="also write every report into this JSON file")
@@ -464,11 +490,14 @@ def run_compare(args: argparse.Namespace) -> int:
     protocol = get_protocol(args.protocol)
     synsets = [SyntheticSet.load(path) for path in args.sets]  # check every file before any training
     reports, data = [], {}
-    for path, synset in zip(args.sets, synsets):
-        if synset.dataset not in data:
-            data[synset.dataset] = _load(args, synset.dataset)
-        reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=_device(args), set_path=path,
-                                teacher=args.teacher))
+    with init_world(args.device) as world:
+        for path, synset in zip(args.sets, synsets):
+            if synset.dataset not in data:
+                data[synset.dataset] = _load(args, synset.dataset, device=world.device)
+            reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=world.device, set_path=path,
+                                    teacher=args.teacher, world=world))
+    if not world.is_main:
+        return 0
     print(f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
           f"mean ± std over {protocol.num_models} models")
     width = max(len(p) for p in args.sets)
@@ -694,9 +723,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    set_quiet(getattr(args, "quiet", False))
+    set_quiet(getattr(args, "quiet", False) or not is_main_process())  # under torchrun only rank 0 draws bars
     keep_freed_memory()
     try:
+        if torchrun_env() is not None and args.command not in SHARDED:
+            raise ConfigError(f"`dsdistill {args.command}` does not split its work across processes (torchrun does "
+                              f"that for {', '.join(sorted(SHARDED))}): run it in one process, without torchrun")
         return args.run(args)
     except DsdistillError as err:
         print(f"dsdistill: error: {err}", file=sys.stderr)

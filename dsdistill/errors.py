@@ -29,3 +29,7 @@ class CheckpointError(DsdistillError):
 
 class DivergedError(DsdistillError):
     """An optimisation produced a non-finite loss; the last good checkpoint is kept."""
+
+
+class DistributedError(DsdistillError):
+    """Under torchrun: a collective failed because another rank died or hung (checkpoints are kept)."""

@@ -103,6 +103,16 @@ class RealData:
         return len(self.class_names)
 
     @property
+    def class_ids(self) -> tuple[int, ...]:
+        """The classes this data holds (a rank under torchrun holds only the classes it serves)."""
+        return self.classes or tuple(range(self.num_classes))
+
+    def subset(self, classes: Sequence[int]) -> "RealData":
+        """Only `classes` (labels, class names, statistics and ZCA unchanged)."""
+        keep = tuple(check_classes(classes, self.num_classes))
+        return replace(self, train=self.train.subset(keep), test=self.test.subset(keep), classes=keep)
+
+    @property
     def image_space(self) -> str:
         """As a set file's `image_space` attribute names it."""
         return "zca" if self.zca is not None else "normalized"

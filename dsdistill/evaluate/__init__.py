@@ -11,6 +11,7 @@ import torch
 from .._device import resolve_device
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import ZCA, RealData, load_dataset
+from ..distributed import World
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
@@ -75,7 +76,8 @@ def _kd_spec(protocol: Protocol, data: RealData) -> KDSpec:
 
 def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Sequence[str] | None = None,
              data: RealData | None = None, data_root: str | None = None, device: str | torch.device = "auto",
-             path: str = "auto", set_path: str = "", teacher: "str | Path | torch.nn.Module | None" = None) -> Report:
+             path: str = "auto", set_path: str = "", teacher: "str | Path | torch.nn.Module | None" = None,
+             world: World | None = None) -> Report:
     """Score `synset` under `protocol` for each architecture (default: the protocol's own).
 
     path: "auto", "vmap" or "loop". auto takes vmap on CUDA for models without batch norm and the
@@ -87,10 +89,20 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     own soft labels are used (stored in the file, or online from the committee the set names, checked by sha256).
     This is how a set without soft labels (random, DM, ...) is scored under kd: with the same teacher as the
     soft-label method it is compared with.
+
+
+    world (torchrun): the (architecture x seed) models are split across the ranks in contiguous
+    blocks; every model depends only on its own seed, so each rank trains its share and every rank
+    gets the merged report, equal to the single-process one except the seconds (summed over the
+    ranks: compute time, not wall time), `device` and `hardware`.
     """
+    world = world or World()
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if path not in ("auto", *TRAINERS):
         raise ConfigError(f"unknown training path {path!r}; valid: auto, {', '.join(TRAINERS)}")
+    if proto.label_mode == "soft" and world.sharded:
+        raise ConfigError("soft-label protocols (kd) are not sharded across ranks yet; run this evaluation "
+                          "in one process")
     if proto.label_mode not in ("hard", "soft"):
         raise ConfigError(f"protocol {proto.name!r} has an unknown label mode {proto.label_mode!r}")
     if teacher is not None and proto.label_mode == "hard":
@@ -126,7 +138,10 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
                     labels=proto.label_mode, label_bytes=synset.label_bytes, notes=notes, device=str(dev),
                     label_source=soft.source.kind if soft else "hard", teacher=soft.teacher if soft else "",
                     teacher_bytes=soft.teacher_bytes if soft else 0)
-    for arch in archs or [proto.architecture]:
+    arch_list = list(archs or [proto.architecture])
+    mine = world.share([(a, seed) for a in range(len(arch_list)) for seed in proto.seeds])
+    parts = []
+    for a, arch in enumerate(arch_list):
         options = dict(proto.model_options) if arch == proto.architecture else {}
 
         def factory(arch=arch, options=options):
@@ -146,10 +161,23 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
         chosen = path if path != "auto" else ("vmap" if dev.type == "cuda" and not batch_norm else "loop")
         if chosen == "vmap" and batch_norm:
             raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
+        seeds = [seed for i, seed in mine if i == a]
+        if not seeds:
+            continue
         start = time.perf_counter()
-        out = TRAINERS[chosen](factory, proto.seeds, images, labels, spec, augment, test_x, test_y,
-                               desc=f"{arch} x{proto.num_models}")
-        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=out.accuracies,
-                                         seconds=time.perf_counter() - start, path=chosen,
-                                         train_seconds=out.train_seconds, test_seconds=out.test_seconds))
+        out = TRAINERS[chosen](factory, seeds, images, labels, spec, augment, test_x, test_y,
+                               desc=f"{arch} x{len(seeds)}")
+        parts.append((a, chosen, out.accuracies, time.perf_counter() - start, out.train_seconds, out.test_seconds))
+    merged = [part for rank in world.all_gather(parts, "merging the evaluation results") for part in rank]
+    for a, arch in enumerate(arch_list):
+        mine_a = [p for p in merged if p[0] == a]  # rank order = seed order (contiguous blocks)
+        if not mine_a:
+            continue  # scored above (soft-label protocols)
+        report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds),
+                                         accuracies=[acc for p in mine_a for acc in p[2]],
+                                         seconds=sum(p[3] for p in mine_a), path=mine_a[0][1],
+                                         train_seconds=sum(p[4] for p in mine_a),
+                                         test_seconds=sum(p[5] for p in mine_a)))
+    if world.sharded:
+        report.device = f"{dev.type} x{world.size} processes ({world.backend})"
     return report

@@ -9,11 +9,12 @@ from typing import Any
 
 from . import cvdd, datadam, dm, mtt, ncfm, select  # noqa: F401  (each registers itself)
 from .base import Budget, Interrupted, State, SynthConfig, Synthesizer
-from .method import Method, check_ipc, class_major_labels, new_set
+from .method import Method, check_ipc, class_major_labels, new_set, not_separable
 from .registry import SYNTHESIZERS, register
 
 __all__ = ["SYNTHESIZERS", "Method", "Synthesizer", "SynthConfig", "State", "Budget", "Interrupted", "register",
-           "create_synthesizer", "resolve_method", "check_ipc", "class_major_labels", "new_set"]
+           "create_synthesizer", "resolve_method", "check_ipc", "class_major_labels", "new_set",
+           "not_separable"]
 
 
 def resolve_method(spec: str) -> tuple[type, dict[str, Any]]:

@@ -4,11 +4,22 @@ A method subclasses Synthesizer, declares a Config dataclass (extending SynthCon
 `step(state, real, it)`; everything else lives here. All randomness derives from
 (seed, purpose, class, iteration), so a checkpoint needs no RNG state: resuming at iteration k
 replays exactly the draws an uninterrupted run would make.
+
+Sharding by class (torchrun, `fit(..., world=)`): classes keep their global ids everywhere, so a
+rank that serves only some classes makes exactly the draws a single process makes for them. The
+real data holds the rank's classes (`real.class_ids`), the state holds their images
+(`State.class_slice` maps a global class to its rows), a separable method's per-class loops run
+over `state.classes` and its step returns the per-class loss terms; once per iteration the ranks
+exchange those terms (summed in class order, as one process sums them), their elapsed time and
+their wish to checkpoint or stop, so every rank takes the same decisions; at the end rank 0
+gathers the images. Each rank keeps its own checkpoint and the one before it, and --resume
+restarts every rank from the newest iteration all of them have.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import time
 import warnings
@@ -23,9 +34,11 @@ from .._io import save_torch
 from .._progress import progress
 from .._seed import make_generator
 from ..data import RealData
+from ..distributed import World
 from ..errors import CheckpointError, ConfigError, DivergedError
 from ..synset import SyntheticSet
-from .method import Method, check_ipc, class_major_labels, new_set
+from .method import Method, check_ipc, class_major_labels, new_set, not_separable
+from .sharding import agree, common_checkpoint, previous
 from .views import view_for
 
 
@@ -70,9 +83,13 @@ class State:
     iteration: int = 0
     elapsed: float = 0.0
     losses: list[float] = field(default_factory=list)
+    classes: tuple[int, ...] = ()                         # the (global) classes whose images this state
+                                                          # holds, in order; () = all of them
 
     def class_slice(self, c: int) -> Tensor:
-        return self.images[c * self.ipc:(c + 1) * self.ipc]
+        """Class c's images (c is the dataset's class id, also when only some classes are held)."""
+        row = self.classes.index(c) if self.classes else c
+        return self.images[row * self.ipc:(row + 1) * self.ipc]
 
 
 _OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points"}
@@ -118,9 +135,19 @@ class Synthesizer(Method):
     def init_extra(self, real: RealData, state: State, seed: int) -> None:
         """Method state beyond the images (learned lr, sampler network...)."""
 
-    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
-        """One iteration: compute the loss, update state.images; return figures ({'loss': ...})."""
+    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
+        """One iteration: compute the loss, update state.images; return figures ({'loss': ...}). A
+        class-separable method also returns 'class_losses': the per-class (per-group) terms of the
+        classes in state.classes, in order; the base then sums them over every rank in class order
+        (`sum_in_order`), so a sharded run records the single-process loss."""
         raise NotImplementedError
+
+    def end_iteration(self, state: State, real: RealData, loss: float) -> None:
+        """After each iteration, with the loss over ALL classes (e.g. a plateau schedule on it)."""
+
+    def shard_problem(self, real: RealData) -> str | None:
+        """Why this configuration cannot be split by class across processes (None: it can)."""
+        return None if self.class_separable else not_separable(self.name)
 
     # ---- shared machinery
     @property
@@ -131,10 +158,9 @@ class Synthesizer(Method):
         kind = self.config.init
         if kind == "real":
             return torch.cat([real.train.sample_class(c, ipc, make_generator(seed, "init", c))
-                              for c in range(real.num_classes)]).clone()
+                              for c in real.class_ids]).clone()
         if kind == "noise":
-            shape = (real.num_classes * ipc, real.channels, real.image_size, real.image_size)
-            return torch.randn(shape, generator=make_generator(seed, "init-noise")).to(real.train.images.device)
+            return noise_images(real, ipc, seed)
         if kind.startswith("file:"):
             return self._init_from_file(kind[5:], real, ipc)
         raise ConfigError(f"unknown init {kind!r}; use real, noise or file:PATH")
@@ -151,15 +177,21 @@ class Synthesizer(Method):
         expected = class_major_labels(real.num_classes, ipc)
         if len(init.labels) != len(expected) or not torch.equal(init.labels, expected):
             raise ConfigError(f"init file {path} does not hold {ipc} images per class in class order")
-        return init.images.to(real.train.images.device).clone()
+        rows = torch.cat([torch.arange(c * ipc, (c + 1) * ipc) for c in real.class_ids])
+        return init.images[rows].to(real.train.images.device).clone()
 
-    def _identity(self, real: RealData, ipc: int, seed: int) -> dict[str, Any]:
+    def _identity(self, real: RealData, ipc: int, seed: int, world: World) -> dict[str, Any]:
         """What must match for a checkpoint to continue this run (how often we save does not)."""
         config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _OPERATIONAL}
-        return {"method": self.name, "config": config, "dataset": real.name,
-                "ipc": ipc, "seed": seed, "zca": real.zca is not None}
+        identity = {"method": self.name, "config": config, "dataset": real.name,
+                    "ipc": ipc, "seed": seed, "zca": real.zca is not None}
+        if world.sharded:
+            identity["shard"] = {"rank": world.rank, "size": world.size, "classes": list(real.class_ids)}
+        return identity
 
-    def _save_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> None:
+    def _save_checkpoint(self, path: Path, state: State, identity: dict[str, Any], keep_previous: bool = False) -> None:
+        if keep_previous and path.exists():  # sharded: a rank that dies mid-save leaves the others one ahead
+            os.replace(path, previous(path))
         save_torch(path, {
             "identity": identity, "iteration": state.iteration, "elapsed": state.elapsed,
             "images": state.images.detach().cpu(), "optimizer": state.optimizer.state_dict(),
@@ -167,7 +199,7 @@ class Synthesizer(Method):
             "losses": list(state.losses),
         })
 
-    def _load_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> None:
+    def _read_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> dict[str, Any]:
         try:
             ckpt = torch.load(path, map_location=state.images.device, weights_only=True)
         except FileNotFoundError:
@@ -178,6 +210,11 @@ class Synthesizer(Method):
         if ckpt.get("identity") != identity:
             diff = [k for k in identity if ckpt.get("identity", {}).get(k) != identity[k]]
             raise CheckpointError(f"--resume: checkpoint {path} belongs to another run (differs in {', '.join(diff)})")
+        return ckpt
+
+    def _load_checkpoint(self, path: Path, state: State, identity: dict[str, Any], world: World) -> None:
+        read = lambda p: self._read_checkpoint(p, state, identity)  # noqa: E731
+        ckpt = read(path) if not world.sharded else common_checkpoint(world, path, read)
         with torch.no_grad():
             state.images.copy_(ckpt["images"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
@@ -190,22 +227,27 @@ class Synthesizer(Method):
         state.iteration, state.elapsed, state.losses = ckpt["iteration"], ckpt["elapsed"], list(ckpt["losses"])
 
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
-            checkpoint: str | Path | None = None, resume: bool = False, **_: Any) -> SyntheticSet:
+            checkpoint: str | Path | None = None, resume: bool = False, world: World | None = None,
+            **_: Any) -> SyntheticSet | None:
+        """Run to the budget and export. Under torchrun (`world` sharded) `real` holds this rank's
+        classes (`distributed.load_shard`); rank 0 returns the whole set, the other ranks None."""
+        world = world or World()
         budget = budget or Budget(iterations=100)
+        self._check_classes(real, world)
         check_ipc(real, ipc)
-        if self.config.flip and real.digits:
+        if self.config.flip and real.digits and world.is_main:
             warnings.warn(f"--flip on {real.name}: digits are not mirror-symmetric, FYI's premise fails there",
                           stacklevel=2)
         images = self.init_images(real, ipc, seed).detach().requires_grad_(True)
-        state = State(images=images, optimizer=self.make_optimizer(images), ipc=ipc)
+        state = State(images=images, optimizer=self.make_optimizer(images), ipc=ipc, classes=real.class_ids)
         self.init_extra(real, state, seed)
-        identity = self._identity(real, ipc, seed)
-        ckpt_path = Path(checkpoint) if checkpoint else None
+        identity = self._identity(real, ipc, seed, world)
+        ckpt_path = world.checkpoint_path(checkpoint) if checkpoint else None
         if resume:
             if ckpt_path is None:
                 raise CheckpointError("--resume needs a checkpoint path")
-            self._load_checkpoint(ckpt_path, state, identity)
-        last_save = time.monotonic()
+            self._load_checkpoint(ckpt_path, state, identity, world)
+        last_save, saved_at = time.monotonic(), state.iteration if resume else -1
         start_elapsed = state.elapsed
         start = time.monotonic()
         total = budget.iterations
@@ -213,29 +255,49 @@ class Synthesizer(Method):
         with _StopSignals() as signals:
             while not budget.done(state.iteration, state.elapsed):
                 figures = self.step(state, real, state.iteration, seed)
-                loss = float(figures.get("loss", 0.0))
+                every = self.config.checkpoint_every
+                due = (time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
+                       or (every > 0 and (state.iteration + 1) % every == 0))
+                loss, elapsed, due, stop = agree(world, figures.get("class_losses", figures.get("loss", 0.0)),
+                                                  start_elapsed + time.monotonic() - start, due, signals.stop)
                 if not math.isfinite(loss):
                     where = f"; the last good checkpoint is {ckpt_path}" if ckpt_path and ckpt_path.exists() else ""
                     raise DivergedError(f"{self.name}: the loss became {loss} at iteration {state.iteration}; "
                                         f"stopped{where}. Try a smaller learning rate.")
+                self.end_iteration(state, real, loss)
                 state.losses.append(loss)
                 state.iteration += 1
-                state.elapsed = start_elapsed + time.monotonic() - start
+                state.elapsed = elapsed
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4g}")
-                every = self.config.checkpoint_every
-                due = (time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
-                       or (every > 0 and state.iteration % every == 0))
-                if ckpt_path and (due or signals.stop):
-                    self._save_checkpoint(ckpt_path, state, identity)
-                    last_save = time.monotonic()
-                if signals.stop:
+                if ckpt_path and (due or stop):
+                    self._save_checkpoint(ckpt_path, state, identity, keep_previous=world.sharded)
+                    last_save, saved_at = time.monotonic(), state.iteration
+                if stop:
                     bar.close()
                     raise Interrupted(f"stopped at iteration {state.iteration}; checkpoint: {ckpt_path}")
         bar.close()
-        if ckpt_path:
-            self._save_checkpoint(ckpt_path, state, identity)
-        return self.export(real, state, seed)
+        if ckpt_path and saved_at != state.iteration:
+            self._save_checkpoint(ckpt_path, state, identity, keep_previous=world.sharded)
+        if not world.sharded:
+            return self.export(real, state, seed)
+        images = world.gather_rows(self.stored_images(real, state).detach(), "gathering the images on rank 0")
+        return self.export(real, state, seed, images) if images is not None else None
+
+    def _check_classes(self, real: RealData, world: World) -> None:
+        """One process needs every class; a rank exactly the classes it serves."""
+        held, everything = real.class_ids, tuple(range(real.num_classes))
+        if not world.sharded:
+            if held != everything:
+                raise ConfigError(f"the real data holds only classes {list(held)}; a set needs every class: load the "
+                                  f"whole dataset (or split the classes across processes with torchrun)")
+            return
+        problem = self.shard_problem(real)
+        if problem:
+            raise ConfigError(problem)
+        if held != tuple(world.block(real.num_classes)):
+            raise ConfigError(f"{world.describe()} serves classes {list(world.block(real.num_classes))} but the real "
+                              f"data holds {list(held)}: load it with dsdistill.distributed.load_shard")
 
     def stored_images(self, real: RealData, state: State) -> Tensor:
         """The images as the set file stores them (a method that optimises pixels converts here)."""
@@ -245,11 +307,20 @@ class Synthesizer(Method):
         """Extra SyntheticSet fields, e.g. a decoder."""
         return {}
 
-    def export(self, real: RealData, state: State, seed: int) -> SyntheticSet:
-        synset = new_set(real, self.stored_images(real, state), self.name, self.config, seed,
+    def export(self, real: RealData, state: State, seed: int, images: Tensor | None = None) -> SyntheticSet:
+        """The set; `images` are all classes' stored images when they were gathered from the ranks."""
+        images = self.stored_images(real, state) if images is None else images
+        synset = new_set(real, images, self.name, self.config, seed,
                          distill_seconds=state.elapsed, distill_iterations=state.iteration, **self.set_fields())
         synset.extra["loss_curve"] = _downsample(state.losses, self.config.log_points)
         return synset
+
+
+def noise_images(real: RealData, ipc: int, seed: int) -> Tensor:
+    """N(0, 1) images, one generator per class (so a rank draws its classes' noise alone)."""
+    shape = (ipc, real.channels, real.image_size, real.image_size)
+    return torch.cat([torch.randn(shape, generator=make_generator(seed, "init-noise", c))
+                      for c in real.class_ids]).to(real.train.images.device)
 
 
 def _downsample(values: list[float], points: int) -> dict[str, list[float]]:

@@ -18,6 +18,7 @@ from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from .base import State, SynthConfig, Synthesizer
+from .sharding import sum_in_order
 from .losses import mean_embedding_loss
 from .registry import register
 
@@ -108,22 +109,35 @@ class DM(Synthesizer):
             return "joint" if has_batch_norm(net) or device.type == "cuda" else "per-class"
         return mode
 
-    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
-        net = self.random_network(real, seed, it)
-        classes = range(real.num_classes)
-        inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
+    def groups(self, net: nn.Module, state: State) -> list[list[int]]:
+        """Positions in state.classes matched together: all at once (joint) or one class at a time."""
+        positions = list(range(len(state.classes)))
         joint = self.batching(net, state.images.device) == "joint"
-        groups = [list(range(len(inputs)))] if joint else [[c] for c in classes]
+        return [positions] if joint else [[i] for i in positions]
+
+    def shard_problem(self, real: RealData) -> str | None:
+        """Batch norm in the joint pass normalises all classes together: that couples the classes."""
+        problem = super().shard_problem(real)
+        net = self.random_network(real, 0, 0)
+        if problem is None and has_batch_norm(net) and self.batching(net, real.train.images.device) == "joint":
+            problem = (f"{self.name} with batch norm matches all classes in one batch-normalised pass, which couples "
+                       "the classes: split across processes only with --set class_batching=per-class (each class "
+                       "normalised alone, a different objective) or --set norm=instance, or run in one process")
+        return problem
+
+    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
+        net = self.random_network(real, seed, it)
+        inputs = [self.class_inputs(state, real, c, it, seed) for c in state.classes]
         state.optimizer.zero_grad(set_to_none=True)
-        total, figures = 0.0, {}
-        for group in groups:
+        losses, figures = [], {}
+        for group in self.groups(net, state):
             with torch.no_grad():
-                real_out = self._features(net, [inputs[c][0] for c in group])
-            syn_out = self._features(net, [inputs[c][1] for c in group])
+                real_out = self._features(net, [inputs[i][0] for i in group])
+            syn_out = self._features(net, [inputs[i][1] for i in group])
             loss, parts = self.match(real_out, syn_out)
             loss.backward()
-            total += loss.item()
+            losses.append(loss.item())
             for k, v in parts.items():
                 figures[k] = figures.get(k, 0.0) + v
         state.optimizer.step()
-        return {"loss": total, **figures}
+        return {"loss": sum_in_order(losses), "class_losses": losses, **figures}

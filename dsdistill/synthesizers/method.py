@@ -41,14 +41,20 @@ class Method(abc.ABC):
         """Build the set; real data is already on the device the method should use."""
 
 
+def not_separable(name: str) -> str:
+    """The one refusal for a method whose objective couples the classes, under torchrun."""
+    return (f"{name} is not class-separable (its objective couples all classes), so it cannot be split across "
+            f"processes: run it in one process, without torchrun")
+
+
 def check_ipc(real: RealData, ipc: int) -> None:
     """IPC must be positive and no larger than the smallest class."""
     if ipc < 1:
         raise ConfigError(f"--ipc must be at least 1, got {ipc}")
-    sizes = [len(i) for i in real.train.class_index]
-    smallest = min(sizes)
+    sizes = {c: len(real.train.class_index[c]) for c in real.class_ids}  # the classes this data holds
+    c = min(sizes, key=lambda k: (sizes[k], k))
+    smallest = sizes[c]
     if ipc > smallest:
-        c = sizes.index(smallest)
         raise ConfigError(f"--ipc {ipc} is larger than class {c} ({real.class_names[c]!r}), "
                           f"which has {smallest} training images")
 

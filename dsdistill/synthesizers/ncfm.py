@@ -42,10 +42,11 @@ from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model
 from ..synset.decode import multiformation_decode, multiformation_encode
-from .base import State
+from .base import State, noise_images
 from .dm import DM, DMConfig
 from .losses import cf_discrepancy
 from .registry import register
+from .sharding import sum_in_order
 
 PROVIDERS = ("gaussian", "learned")
 EXTRACTORS = ("pool", "random")
@@ -144,12 +145,10 @@ class NCFM(DM):
         cfg = self.config
         if cfg.init == "mix":
             per = cfg.factor ** 2
-            tiles = [self._tiles(real, c, ipc * per, seed) for c in range(real.num_classes)]
+            tiles = [self._tiles(real, c, ipc * per, seed) for c in real.class_ids]
             return multiformation_encode(real.to_pixels(torch.cat(tiles)), cfg.factor).clamp(0, 1)
         if cfg.init == "noise":
-            shape = (real.num_classes * ipc, real.channels, real.image_size, real.image_size)
-            noise = torch.randn(shape, generator=make_generator(seed, "init-noise"))
-            return (noise / 4 + 0.5).clamp(0, 1).to(real.train.images.device)
+            return (noise_images(real, ipc, seed) / 4 + 0.5).clamp(0, 1)
         return real.to_pixels(super().init_images(real, ipc, seed)).clamp(0, 1)
 
     @staticmethod
@@ -256,36 +255,45 @@ class NCFM(DM):
             value = loss.item()
         return value
 
-    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
+    def shard_problem(self, real: RealData) -> str | None:
+        problem = super().shard_problem(real)
+        if problem is None and self.config.sampler == "learned":
+            problem = ("ncfm's learned sampler is one network trained on every class in turn, which couples the "
+                       "classes: split across processes only with sampler=gaussian, or run in one process")
+        return problem
+
+    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
         cfg = self.config
         net, index = self.extractor(real, seed, it)
-        classes = range(real.num_classes)
+        classes = state.classes
         inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
-        joint = self.batching(net, state.images.device) == "joint"
-        groups = [list(classes)] if joint else [[c] for c in classes]
         ascend_now = cfg.sampler == "learned" and it % cfg.sampler_every == 0
         state.optimizer.zero_grad(set_to_none=True)
-        total, ascent = 0.0, 0.0
-        for group in groups:
+        losses, ascent = [], 0.0
+        for group in self.groups(net, state):
             with torch.no_grad():
-                real_emb = self._features(net, [inputs[c][0] for c in group]).embedding
-            syn_emb = self._features(net, [inputs[c][1] for c in group]).embedding
+                real_emb = self._features(net, [inputs[i][0] for i in group]).embedding
+            syn_emb = self._features(net, [inputs[i][1] for i in group]).embedding
             if ascend_now:
-                ascent += sum(self.ascend(state, real_emb[i], syn_emb[i], c, seed, it) for i, c in enumerate(group))
-            freqs = torch.stack([self.frequencies(state, c, real_emb.shape[-1], seed, it) for c in group])
+                ascent += sum(self.ascend(state, real_emb[j], syn_emb[j], classes[i], seed, it)
+                              for j, i in enumerate(group))
+            freqs = torch.stack([self.frequencies(state, classes[i], real_emb.shape[-1], seed, it) for i in group])
             loss = cf_discrepancy(real_emb, syn_emb, freqs, cfg.alpha, cfg.scale)
             loss.backward()
-            total += loss.item()
+            losses.append(loss.item())
         state.optimizer.step()
-        figures = {"loss": total}
+        figures: dict[str, Any] = {"loss": sum_in_order(losses), "class_losses": losses}
         if ascend_now:
             figures["ascent"] = ascent
         if cfg.calibrate:
             figures["calibration"] = self.calibrate(state, real, index, seed, it)
         with torch.no_grad():
             state.images.clamp_(0, 1)
-        state.extra["plateau"].step(total / real.num_classes)
         return figures
+
+    def end_iteration(self, state: State, real: RealData, loss: float) -> None:
+        """The code's plateau schedule steps on the mean loss over ALL classes (gathered under torchrun)."""
+        state.extra["plateau"].step(loss / real.num_classes)
 
     def calibrate(self, state: State, real: RealData, index: int, seed: int, it: int) -> float:
         """The code's "dataset fine-tuning": cross-entropy of the trained pool model on the
@@ -295,7 +303,7 @@ class NCFM(DM):
         state.optimizer.zero_grad(set_to_none=True)
         total = state.images.new_zeros(())
         dsa = self.dsa(real)
-        for c in range(real.num_classes):
+        for c in state.classes:
             x = real.from_pixels(self.view(multiformation_decode(state.class_slice(c), self.config.factor)))
             if dsa is not None:
                 (x,) = dsa.siamese(x, generator=make_generator(seed, "calib-dsa", c, it))

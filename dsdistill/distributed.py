@@ -1,0 +1,207 @@
+"""Scaling out with torch.distributed under torchrun: which share of the work a process does, and
+how the shares come back together.
+
+    torchrun --nproc_per_node 2 -m dsdistill distill --method dm --ipc 10 --out dm.h5
+
+Single process (no torchrun environment, or WORLD_SIZE=1): `World()` is rank 0 of 1 and every
+helper returns at once; torch.distributed is never initialised. Under torchrun, `init_world`
+reads RANK / WORLD_SIZE / LOCAL_RANK, starts a process group (NCCL when the device is CUDA, each
+rank on cuda:LOCAL_RANK; gloo on the CPU, with the cores divided between the ranks of a machine)
+with a collective timeout, so a rank waiting on a dead or hung peer fails with a clear error
+instead of waiting forever.
+
+The seam, for any command or method whose work splits into independent items (a few lines):
+
+    with init_world(args.device) as world:
+        mine = world.share(items)               # a contiguous block of the items, in item order
+        results = [work(i) for i in mine]
+        merged = world.all_gather(results)      # every rank: one entry per rank, in rank (= item) order
+        rows = world.gather_rows(tensor)        # big tensors: concatenated on rank 0, None elsewhere
+        if world.is_main: write the file
+
+Users today: `Synthesizer.fit(..., world=)` shares the classes (DM, DataDAM, NCFM), `evaluate(...,
+world=)` shares the (architecture x seed) models. CV-DD's recover can share its IPC indices
+(`world.share(range(ipc))`, then `gather_rows` and a class-major reorder on rank 0); a bench
+runner can pass `world=` to `evaluate`, or share its cells with `world.share(cells)`.
+
+Contiguous blocks (not round-robin): concatenating the blocks in rank order restores item order, so
+merging needs no index bookkeeping; class costs are equal for every registered dataset, so the
+balance is the same (ranks differ by at most one item either way).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import torch
+
+from ._device import resolve_device
+from .errors import ConfigError, DistributedError
+
+T = TypeVar("T")
+TIMEOUT_ENV = "DSDISTILL_DIST_TIMEOUT"      # minutes a collective may wait for a peer
+THREADS_ENV = "DSDISTILL_THREADS"           # torch threads per CPU rank (default: cores / local ranks)
+DEFAULT_TIMEOUT_MINUTES = 10.0
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the torchrun processes (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str = ""  # "gloo" or "nccl"; "" in a single process
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def sharded(self) -> bool:
+        return self.size > 1
+
+    def describe(self) -> str:
+        return f"rank {self.rank} of {self.size} ({self.backend})" if self.sharded else "one process"
+
+    # ---- sharing
+    def block(self, n: int) -> range:
+        """This rank's contiguous block of range(n): the first n % size ranks take one item more."""
+        base, extra = divmod(n, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return range(start, start + base + (1 if self.rank < extra else 0))
+
+    def share(self, items: Sequence[T]) -> list[T]:
+        return [items[i] for i in self.block(len(items))]
+
+    def checkpoint_path(self, path: str | os.PathLike) -> Path:
+        """One checkpoint per rank (OUT.ckpt -> OUT.rank1-of-2.ckpt), so each rank can resume its share."""
+        path = Path(path)
+        return path if not self.sharded else path.with_name(f"{path.stem}.rank{self.rank}-of-{self.size}{path.suffix}")
+
+    # ---- merging (collectives; a dead or hung peer becomes a DistributedError)
+    def all_gather(self, obj: Any, what: str = "exchange") -> list[Any]:
+        """[obj of rank 0, obj of rank 1, ...] on every rank (small picklable objects)."""
+        if not self.sharded:
+            return [obj]
+        import torch.distributed as dist
+        out: list[Any] = [None] * self.size
+        self._collective(what, dist.all_gather_object, out, obj)
+        return out
+
+    def gather_rows(self, rows: torch.Tensor, what: str = "gather") -> torch.Tensor | None:
+        """The ranks' tensors concatenated along dim 0 on rank 0 (None on the others). Point-to-point,
+        so blocks may differ in length and rank 0 holds exactly the result, never a padded copy."""
+        if not self.sharded:
+            return rows
+        import torch.distributed as dist
+        shapes = self.all_gather((tuple(rows.shape), str(rows.dtype).removeprefix("torch.")), what)
+        local = rows.detach().to(self.device).contiguous()
+        if not self.is_main:
+            self._collective(what, dist.send, local, 0)
+            return None
+        parts = [local]
+        for src in range(1, self.size):
+            shape, dtype = shapes[src]
+            buffer = torch.empty(shape, dtype=getattr(torch, dtype), device=self.device)
+            self._collective(what, dist.recv, buffer, src)
+            parts.append(buffer)
+        return torch.cat(parts).cpu()
+
+    def _collective(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except RuntimeError as err:  # DistBackendError, gloo "connection closed by peer", timeouts
+            first = re.sub(r"^\[[^\]]*\]\s*", "", (str(err).strip().splitlines() or [type(err).__name__])[0])[:160]
+            raise DistributedError(
+                f"{self.describe()}: {what} failed ({first}); another rank died or hung (its own error is in "
+                f"the log above). Every finished checkpoint is kept: rerun the same command with --resume") from None
+
+
+def torchrun_env() -> tuple[int, int, int, int] | None:
+    """(rank, world size, local rank, local world size) under torchrun with more than one process."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    try:
+        rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
+    except ValueError:
+        raise ConfigError("RANK / WORLD_SIZE / LOCAL_RANK must be integers; launch with torchrun") from None
+    return None if size <= 1 else (rank, size, local, local_size)
+
+
+def is_main_process() -> bool:
+    """Rank 0 or no torchrun; readable before any process group exists (for progress bars, prints)."""
+    try:
+        env = torchrun_env()
+    except ConfigError:  # malformed variables: the command itself reports them
+        return True
+    return env is None or env[0] == 0
+
+
+def threads_per_rank(local_size: int) -> int:
+    """CPU ranks on one machine share its cores: cores // ranks (torchrun's own default is 1 thread)."""
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, local_size))
+
+
+def timeout_minutes() -> float:
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT_MINUTES
+    except ValueError:
+        raise ConfigError(f"${TIMEOUT_ENV} must be a number of minutes, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"${TIMEOUT_ENV} must be positive, got {raw!r}")
+    return value
+
+
+@contextlib.contextmanager
+def init_world(device: str | torch.device = "auto") -> Iterator[World]:
+    """The World of this process; under torchrun a process group lives for the block's duration."""
+    env = torchrun_env()
+    dev = resolve_device(device)
+    if env is None:
+        yield World(device=dev)
+        return
+    rank, size, local_rank, local_size = env
+    import torch.distributed as dist
+    if not dist.is_available():
+        raise ConfigError("this torch build has no torch.distributed; run without torchrun")
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)  # one GPU per rank, whatever index --device named
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    else:
+        torch.set_num_threads(threads_per_rank(local_size))
+        backend = "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes()))
+    yield World(rank, size, dev, backend)
+    dist.destroy_process_group()  # only after success: after a failure the process just exits
+
+
+def load_shard(world: World, name: str, root: str | os.PathLike | None = None, *, zca: bool = False,
+               device: str | torch.device = "cpu"):
+    """The real data this rank serves: only its classes are read (folder datasets decode only those
+    class folders; the in-memory formats parse their file and keep those classes). Exception: with
+    ZCA, or for datasets whose statistics are computed (grayscale image folders), every rank reads
+    the whole train split, fits on it exactly as a single process would, then keeps its classes."""
+    from .data import load_dataset, resolve_dataset
+    if not world.sharded:
+        return load_dataset(name, root, zca=zca, device=device)
+    spec = resolve_dataset(name)
+    mine = list(world.block(spec.num_classes))
+    if not mine:
+        raise ConfigError(f"{world.size} processes for {spec.num_classes} classes: rank {world.rank} has no class; "
+                          f"use at most {spec.num_classes} processes")
+    if zca or not spec.mean:
+        return load_dataset(name, root, zca=zca, device=device).subset(mine)
+    return load_dataset(name, root, zca=zca, device=device, classes=mine)

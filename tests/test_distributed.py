@@ -1,0 +1,207 @@
+"""Scaling out with torchrun: the sharding rule, per-class loading, the refusals, and, with two gloo
+processes on fake Fashion-MNIST, sharded sets and reports equal to one process's, and a dead rank
+that ends the job and resumes to the same bytes."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsdistill.cli import main
+from dsdistill.data import load_dataset, write_fake
+from dsdistill.distributed import World, init_world, load_shard
+from dsdistill.errors import CheckpointError, ConfigError
+from dsdistill.evaluate import evaluate
+from dsdistill.synthesizers import Budget, create_synthesizer
+from dsdistill.synthesizers.dm import DM
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SMALL = {"width": 8, "batch_real": 4}
+
+
+def torchrun(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Two gloo processes on a free port, one torch thread each; they import this checkout's dsdistill."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DSDISTILL_DIST_TIMEOUT": "1", "DSDISTILL_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *argv], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_blocks_partition_the_items_in_order():
+    for n in range(13):
+        for size in range(1, 6):
+            blocks = [World(rank, size).block(n) for rank in range(size)]
+            assert [i for b in blocks for i in b] == list(range(n))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    assert World(1, 3).share("abcdefg") == ["d", "e"]
+
+
+def test_one_process_takes_no_distributed_path(monkeypatch, tmp_path):
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    with init_world("cpu") as world:
+        assert world == World() and not world.sharded and world.is_main
+        rows = torch.arange(6.0).view(3, 2)
+        assert world.gather_rows(rows) is rows and world.all_gather({"a": 1}) == [{"a": 1}]
+    assert not torch.distributed.is_initialized()
+    assert World().checkpoint_path(tmp_path / "x.h5.ckpt") == tmp_path / "x.h5.ckpt"
+    assert World(1, 2).checkpoint_path(tmp_path / "x.h5.ckpt") == tmp_path / "x.h5.rank1-of-2.ckpt"
+
+
+def test_a_rank_loads_only_its_classes(fake_fmnist_root, tmp_path, monkeypatch):
+    real = load_shard(World(1, 3), "fashion-mnist", fake_fmnist_root)
+    assert real.class_ids == (4, 5, 6) and set(real.train.labels.tolist()) == {4, 5, 6}
+    assert real.num_classes == 10 and len(real.class_names) == 10
+    # ZCA is fit on the whole train split, as one process fits it, before the rank keeps its classes
+    whitened = load_shard(World(1, 3), "fashion-mnist", fake_fmnist_root, zca=True)
+    whole = load_dataset("fashion-mnist", fake_fmnist_root, zca=True)
+    assert whitened.class_ids == (4, 5, 6) and torch.equal(whitened.zca.matrix, whole.zca.matrix)
+    # folder datasets decode only the served class folders
+    from dsdistill.data import images
+    folder = write_fake("imagefolder", tmp_path / "folders", train_per_class=2, test_per_class=1)
+    decoded = []
+    original = images.decode_images
+    monkeypatch.setattr(images, "decode_images", lambda paths, *a: decoded.extend(paths) or original(paths, *a))
+    cats = load_shard(World(1, 2), f"imagefolder:{folder}")
+    assert cats.class_ids == (2,) and decoded and {p.parent.name for p in decoded} == {"cats"}
+
+
+def test_one_process_needs_every_class(tiny_real):
+    with pytest.raises(ConfigError, match="holds only classes"):
+        create_synthesizer("dm", **SMALL).fit(tiny_real.subset([0, 1]), 2, budget=Budget(iterations=1))
+
+
+def test_couplings_refuse_before_any_collective(tiny_real):
+    half = tiny_real.subset([0, 1])
+    world = World(0, 2)  # no process group: a refusal must come before the first collective
+    with pytest.raises(ConfigError, match="batch norm"):
+        create_synthesizer("dm", **SMALL, norm="batch").fit(half, 2, budget=Budget(iterations=1), world=world)
+    assert create_synthesizer("dm", **SMALL, norm="batch", class_batching="per-class").shard_problem(half) is None
+    learned = create_synthesizer("ncfm", **SMALL, extractor="random", sampler="learned", num_freqs=16)
+    with pytest.raises(ConfigError, match="learned sampler"):
+        learned.fit(half, 2, budget=Budget(iterations=1), world=world)
+    with pytest.raises(ConfigError, match="serves classes"):
+        create_synthesizer("dm", **SMALL).fit(tiny_real.subset([1, 2]), 2, budget=Budget(iterations=1), world=world)
+
+
+def test_a_non_separable_method_refuses_under_torchrun(fake_fmnist_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(DM, "class_separable", False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = main(["distill", "--method", "dm", "--ipc", "1", "--out", str(tmp_path / "x.h5"),
+                 "--data-root", fake_fmnist_root, "--iterations", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "dm is not class-separable" in err and "without torchrun" in err
+    code = main(["pool", "--out", str(tmp_path / "pool"), "--data-root", fake_fmnist_root])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "`dsdistill pool` does not split its work" in err
+
+
+@dataclass(frozen=True)
+class MirrorWorld(World):
+    """Rank 0 of 2 whose partner mirrors every exchange, except that it reports `partner` as its
+    checkpoints: the collective logic without processes."""
+    partner: object = None
+
+    def all_gather(self, obj, what=""):
+        return [obj, self.partner if self.partner is not None and "checkpoints" in what else obj]
+
+    def gather_rows(self, rows, what=""):
+        return rows
+
+
+def test_sharded_resume_takes_the_newest_iteration_every_rank_has(tiny_real, tmp_path):
+    half = tiny_real.subset([0, 1])
+    ckpt = tmp_path / "run.ckpt"
+
+    def fit(iterations, world, resume=False):
+        return create_synthesizer("dm", **SMALL, checkpoint_every=2).fit(
+            half, 2, seed=0, budget=Budget(iterations=iterations), checkpoint=ckpt, resume=resume, world=world)
+
+    full = fit(4, MirrorWorld(0, 2))
+    mine = tmp_path / "run.rank0-of-2.ckpt"
+    assert torch.load(mine, weights_only=True)["iteration"] == 4
+    assert torch.load(tmp_path / "run.rank0-of-2.ckpt.prev", weights_only=True)["iteration"] == 2
+    fit(2, MirrorWorld(0, 2))  # leaves iteration 2 (and its previous)
+    fit(4, MirrorWorld(0, 2))  # back to 4 and 2
+    # the other rank died while saving iteration 4: it has only 2, so this rank goes back to 2 as well
+    resumed = fit(4, MirrorWorld(0, 2, partner=([2], "")), resume=True)
+    assert resumed.payload_sha256() == full.payload_sha256() and resumed.distill_iterations == 4
+    with pytest.raises(CheckpointError, match="no checkpoint at a common iteration"):
+        fit(4, MirrorWorld(0, 2, partner=([6], "")), resume=True)
+
+
+@pytest.fixture
+def one_thread():
+    """The one-process reference runs with the ranks' thread count: CPU kernels reduce in an order that
+    depends on the number of threads, so only equal thread counts promise equal bytes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fmnist-dist")
+    return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
+
+
+def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path, one_thread):
+    out = tmp_path / "sharded.json"
+    proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] == got["train_labels"]
+    sys.path.insert(0, str(TESTS))
+    from dist_worker import METHODS
+    real = load_dataset("fashion-mnist", roots)
+    for key, options in METHODS.items():
+        method = create_synthesizer(key.split("+")[0], **SMALL, **options)
+        one = method.fit(real, 2, seed=3, budget=Budget(iterations=3))
+        assert got[key]["sha"] == one.payload_sha256(), key
+        assert got[key]["loss"] == one.extra["loss_curve"]["loss"], key
+    synset = create_synthesizer("random").fit(real, 2, seed=0)
+    report = evaluate(synset, "smoke", archs=["convnet", "mlp", "lenet"], data=real, device="cpu")
+    assert got["report"] == [[r.arch, r.seeds, r.accuracies, r.path] for r in report.results]
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from dsdistill.cli import main
+    from dsdistill.synthesizers.dm import DM
+    original = DM.step
+    def step(self, state, real, it, seed):
+        if it == 3 and os.environ["RANK"] == "1":
+            os.kill(os.getpid(), signal.SIGKILL)  # a hard death: no handler, no save
+        return original(self, state, real, it, seed)
+    DM.step = step
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(roots, tmp_path, one_thread):
+    def argv(out):
+        return ["distill", "--method", "dm", "--ipc", "2", "--iterations", "5", "--seed", "1", "--out", str(out),
+                "--data-root", roots, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4",
+                "--set", "checkpoint_every=2"]
+
+    out = tmp_path / "dm.h5"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    proc = torchrun(str(script), *argv(out))
+    assert proc.returncode != 0 and not out.exists()
+    assert "rank 0 of 2 (gloo)" in proc.stderr and "another rank died or hung" in proc.stderr, proc.stderr[-3000:]
+    for rank in (0, 1):  # the last checkpoint both ranks finished
+        assert torch.load(tmp_path / f"dm.h5.rank{rank}-of-2.ckpt", weights_only=True)["iteration"] == 2
+    resumed = torchrun("-m", "dsdistill", *argv(out), "--resume")
+    assert resumed.returncode == 0 and "5 iterations" in resumed.stdout, resumed.stderr[-3000:]
+    single = tmp_path / "single.h5"
+    assert main(argv(single)) == 0
+    from dsdistill.synset import SyntheticSet
+    assert SyntheticSet.load(out).payload_sha256() == SyntheticSet.load(single).payload_sha256()
