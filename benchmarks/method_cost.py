@@ -68,7 +68,7 @@ def main() -> None:
     for ipc in args.ipc:
         reference = None
         for spec in args.specs:
-            out = subprocess.run([sys.executable, __file__, "--worker", spec, str(ipc), "--iterations",
+            out = subprocess.run([sys.executable, __file__, "--specs", spec, "--worker", spec, str(ipc), "--iterations",
                                   str(args.iterations), "--device", args.device, "--dataset", args.dataset],
                                  capture_output=True, text=True)
             if out.returncode:

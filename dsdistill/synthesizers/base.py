@@ -86,6 +86,10 @@ class State:
     classes: tuple[int, ...] = ()                         # the (global) classes whose images this state
                                                           # holds, in order; () = all of them
 
+    def served(self, num_classes: int) -> tuple[int, ...]:
+        """The classes this state holds: `classes`, or all of them when it is empty."""
+        return self.classes or tuple(range(num_classes))
+
     def class_slice(self, c: int) -> Tensor:
         """Class c's images (c is the dataset's class id, also when only some classes are held)."""
         row = self.classes.index(c) if self.classes else c

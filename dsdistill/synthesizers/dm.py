@@ -110,8 +110,8 @@ class DM(Synthesizer):
         return mode
 
     def groups(self, net: nn.Module, state: State) -> list[list[int]]:
-        """Positions in state.classes matched together: all at once (joint) or one class at a time."""
-        positions = list(range(len(state.classes)))
+        """Positions of the held classes matched together: all at once (joint) or one class at a time."""
+        positions = list(range(len(state.images) // state.ipc))
         joint = self.batching(net, state.images.device) == "joint"
         return [positions] if joint else [[i] for i in positions]
 
@@ -127,7 +127,7 @@ class DM(Synthesizer):
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
         net = self.random_network(real, seed, it)
-        inputs = [self.class_inputs(state, real, c, it, seed) for c in state.classes]
+        inputs = [self.class_inputs(state, real, c, it, seed) for c in state.served(real.num_classes)]
         state.optimizer.zero_grad(set_to_none=True)
         losses, figures = [], {}
         for group in self.groups(net, state):

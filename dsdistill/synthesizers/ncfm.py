@@ -265,7 +265,7 @@ class NCFM(DM):
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
         cfg = self.config
         net, index = self.extractor(real, seed, it)
-        classes = state.classes
+        classes = state.served(real.num_classes)
         inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
         ascend_now = cfg.sampler == "learned" and it % cfg.sampler_every == 0
         state.optimizer.zero_grad(set_to_none=True)
@@ -303,7 +303,7 @@ class NCFM(DM):
         state.optimizer.zero_grad(set_to_none=True)
         total = state.images.new_zeros(())
         dsa = self.dsa(real)
-        for c in state.classes:
+        for c in state.served(real.num_classes):
             x = real.from_pixels(self.view(multiformation_decode(state.class_slice(c), self.config.factor)))
             if dsa is not None:
                 (x,) = dsa.siamese(x, generator=make_generator(seed, "calib-dsa", c, it))
