@@ -282,7 +282,8 @@ def add_experts(sub: argparse._SubParsersAction) -> None:
 
 def run_experts(args: argparse.Namespace) -> int:
     from ._config import parse_overrides
-    from .experts import DEFAULT_WIDTH, ExpertConfig, build_experts, folder_bytes, read_manifest, recipe
+    from .experts import DEFAULT_WIDTH, KIND, ExpertConfig, build_experts, read_manifest, recipe
+    from .modelfolder import folder_bytes
     from .pool import parse_model_options
     options = parse_model_options(args.arch, args.set)
     if args.arch == "convnet":
@@ -301,7 +302,7 @@ def run_experts(args: argparse.Namespace) -> int:
     for e in experts:
         print(f"expert {e['index']}: test accuracy {100 * e['test_accuracy']:.2f}%")
     print(f"wrote {out}: {len(experts)} experts ({args.arch} {options}, {args.epochs} epochs, recipe "
-          f"{args.recipe}, seed {args.seed}), {folder_bytes(out) / 2**20:.1f} MiB on disk")
+          f"{args.recipe}, seed {args.seed}), {folder_bytes(KIND, out) / 2**20:.1f} MiB on disk")
     return 0
 
 
