@@ -1,9 +1,13 @@
-"""What every benchmark script shares: the import path, the allocator tuning and the provenance
-header (command, hardware, date) that every results file carries."""
+"""What every benchmark script shares: the import path, the allocator tuning, the provenance
+header (command, hardware, date) that every results file carries, and the process-per-cell harness
+(a cell measured in a fresh process has its own peak memory)."""
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
@@ -26,6 +30,29 @@ def write_results(path: str | None, lines: list[str]) -> None:
         from dsdistill._io import atomic_path
         with atomic_path(path) as tmp:
             tmp.write_text(text)
+
+
+def run_worker(script: str, args: Sequence[str], label: str, env: Mapping[str, str] | None = None) -> dict:
+    """Run `python script args...` in a fresh process and return the JSON object on the last line it prints;
+    when it fails, exit naming `label` with the end of its stderr."""
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(f"{label} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def status_mib(key: str) -> float:
+    """A figure of /proc/self/status in MiB: VmHWM (peak resident set) or VmRSS (resident set now)."""
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024
+
+
+def peak_mib(device: str) -> float:
+    """This process's peak memory: CUDA memory allocated since the last reset, or the peak resident set."""
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return status_mib("VmHWM")
 
 
 def method_from_spec(spec: str, overrides: list[str] = ()):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, header, method_from_spec, write_results  # noqa: E402
+from _common import ROOT, header, method_from_spec, run_worker, status_mib, write_results  # noqa: E402
 
 IMAGENET_CLASSES = 1000
 IMAGENET_PER_CLASS = 1281  # 1,281,167 training images / 1000 classes
@@ -63,11 +63,8 @@ def distill_run(processes: int, threads: int, args: argparse.Namespace, folder: 
                *[x for kv in args.set for x in ("--set", kv)]]
     # a fresh interpreter per run, so RUSAGE_CHILDREN covers this run's process tree only
     threads_env = {"OMP_NUM_THREADS": str(threads)} if processes == 1 else {"DSDISTILL_THREADS": str(threads)}
-    got = subprocess.run([sys.executable, __file__, "--measure", json.dumps(command)], capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT.parent), **threads_env})
-    if got.returncode != 0:
-        raise SystemExit(got.stderr[-3000:])
-    result = json.loads(got.stdout.strip().splitlines()[-1])
+    result = run_worker(__file__, ["--measure", json.dumps(command)], f"{processes} process(es) x {threads} thread(s)",
+                        env={**os.environ, "PYTHONPATH": str(ROOT.parent), **threads_env})
     from dsdistill.synset import SyntheticSet
     synset = SyntheticSet.load(out)
     result.update(loop=synset.distill_seconds, sha=synset.payload_sha256(), classes=synset.num_classes)
@@ -105,8 +102,8 @@ def project_worker(spec: str, overrides: list[str], size: int, depth: int, ipc: 
     for it in range(1, iterations + 1):
         method.step(state, real, it, 0)
     seconds = (time.perf_counter() - start) / iterations
-    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
-    return {"seconds": seconds, "peak_mib": peak, "batch_real": method.config.batch_real, "width": method.config.width}
+    return {"seconds": seconds, "peak_mib": status_mib("VmHWM"), "batch_real": method.config.batch_real,
+            "width": method.config.width}
 
 
 def projection(args: argparse.Namespace, preset_iterations: int | None, measured: dict) -> list[str]:
@@ -119,11 +116,10 @@ def projection(args: argparse.Namespace, preset_iterations: int | None, measured
     total_iterations = preset_iterations or 20000
     for item in args.project:
         size, depth = (int(x) for x in item.split(":"))
-        out = subprocess.run([sys.executable, __file__, "--project-worker", str(size), str(depth), "--method",
-                              args.method, "--ipc", str(args.ipc), "--project-iterations",
-                              str(args.project_iterations), *[x for kv in args.set for x in ("--set", kv)]],
-                             capture_output=True, text=True, check=True)
-        got = json.loads(out.stdout.strip().splitlines()[-1])
+        got = run_worker(__file__, ["--project-worker", str(size), str(depth), "--method", args.method, "--ipc",
+                                    str(args.ipc), "--project-iterations", str(args.project_iterations),
+                                    *[x for kv in args.set for x in ("--set", kv)]],
+                         f"projection {size} px, depth {depth}")
         per_class_gib = IMAGENET_PER_CLASS * 3 * size * size * 4 / 2 ** 30
         for ranks in args.project_ranks:
             classes = math.ceil(IMAGENET_CLASSES / ranks)

@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import header, method_from_spec, write_results  # noqa: E402
-
-
-def peak_mib(device: str) -> float:
-    import torch
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2 ** 20
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+from _common import header, method_from_spec, peak_mib, run_worker, write_results  # noqa: E402
 
 
 def worker(spec: str, ipc: int, iterations: int, device: str, dataset: str) -> dict:
@@ -68,12 +59,9 @@ def main() -> None:
     for ipc in args.ipc:
         reference = None
         for spec in args.specs:
-            out = subprocess.run([sys.executable, __file__, "--specs", spec, "--worker", spec, str(ipc), "--iterations",
-                                  str(args.iterations), "--device", args.device, "--dataset", args.dataset],
-                                 capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{spec} IPC {ipc} failed:\n{out.stderr[-2000:]}")
-            got = json.loads(out.stdout.strip().splitlines()[-1])
+            got = run_worker(__file__, ["--specs", spec, "--worker", spec, str(ipc), "--iterations",
+                                        str(args.iterations), "--device", args.device, "--dataset", args.dataset],
+                             f"{spec} IPC {ipc}")
             reference = reference or got
             rows.append(f"| {spec} | {ipc} | {got['seconds']:.3f} | {got['seconds'] / reference['seconds']:.2f}x | "
                         f"{got['peak_mib']:.0f} | {got['peak_mib'] / reference['peak_mib']:.2f}x |")

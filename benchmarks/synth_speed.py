@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import header, write_results  # noqa: E402
+from _common import header, peak_mib, run_worker, write_results  # noqa: E402
 
 
 def reference_step(method, state, real, it, seed) -> float:
@@ -73,10 +72,7 @@ def worker(method_name: str, ipc: int, impl: str, iterations: int, device: str) 
     losses = [step(it) for it in range(1, iterations + 1)]
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-    return {"seconds": (time.perf_counter() - t0) / iterations, "peak_mib": peak, "loss": losses[-1]}
+    return {"seconds": (time.perf_counter() - t0) / iterations, "peak_mib": peak_mib(device), "loss": losses[-1]}
 
 
 def main() -> None:
@@ -100,10 +96,9 @@ def main() -> None:
         for ipc in args.ipc:
             got = {}
             for impl in impls:
-                out = subprocess.run([sys.executable, __file__, "--worker", method, str(ipc), impl, "--iterations",
-                                      str(args.iterations), "--device", args.device],
-                                     capture_output=True, text=True, check=True)
-                got[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+                got[impl] = run_worker(__file__, ["--worker", method, str(ipc), impl, "--iterations",
+                                                  str(args.iterations), "--device", args.device],
+                                       f"{method} IPC {ipc} {impl}")
             r, p, j = (got[i] for i in impls)
             for other in (p, j):  # the same function: the same loss after the same steps
                 assert abs(r["loss"] - other["loss"]) <= 1e-3 * max(1.0, abs(r["loss"])), (r, other)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,13 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import header, write_results  # noqa: E402
+from _common import header, peak_mib, run_worker, status_mib, write_results  # noqa: E402
 
 MODES = ("unroll", "exact-constant-memory")
-
-
-def _status(key: str) -> float:
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024
 
 
 def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, device: str, dataset: str,
@@ -53,18 +48,14 @@ def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, devic
     else:
         with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current resident size
             f.write("5")
-        base = _status("VmRSS")
+        base = status_mib("VmRSS")
     method.step(state, real, 0, 0)  # warm-up (allocator, kernels); its memory counts, its time does not
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
     for it in range(1, iterations + 1):
         method.step(state, real, it, 0)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak = _status("VmHWM")
+    peak = peak_mib(device)
     return {"seconds": (time.perf_counter() - start) / iterations, "extra_mib": peak - base, "peak_mib": peak}
 
 
@@ -111,13 +102,10 @@ def main() -> None:
             for mode in MODES:
                 first = None
                 for n in args.steps:
-                    out = subprocess.run([sys.executable, __file__, "--worker", mode, str(n), str(ipc), experts,
-                                          "--iterations", str(args.iterations), "--device", args.device,
-                                          "--dataset", args.dataset, "--segment", str(args.segment)],
-                                         capture_output=True, text=True)
-                    if out.returncode:
-                        sys.exit(f"{mode} N={n} IPC {ipc} failed:\n{out.stderr[-2000:]}")
-                    got = json.loads(out.stdout.strip().splitlines()[-1])
+                    got = run_worker(__file__, ["--worker", mode, str(n), str(ipc), experts, "--iterations",
+                                                str(args.iterations), "--device", args.device, "--dataset",
+                                                args.dataset, "--segment", str(args.segment)],
+                                     f"{mode} N={n} IPC {ipc}")
                     first = first or got
                     rows.append(f"| {ipc} | {mode} | {n} | {got['seconds']:.3f} | {got['extra_mib']:.1f} | "
                                 f"{got['extra_mib'] / max(first['extra_mib'], 1e-9):.2f}x | {got['peak_mib']:.0f} |")

@@ -1,7 +1,8 @@
-"""Atomic writes: nothing dsdistill writes is ever left half-written."""
+"""Atomic writes (nothing dsdistill writes is ever left half-written) and file hashes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -38,3 +39,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in chunks (result files can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -35,15 +35,13 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import __version__
-from ._io import save_torch, write_json
 from ._seed import derive_seed, make_generator, seeded_init
 from .data import RealData, Split
 from .errors import CheckpointError, ConfigError
+from .modelfolder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
 from .models import create_model, has_batch_norm, model_options
 from .pool import parse_model_options
 from .pretrain import RealTrainConfig, test_accuracy, train_on_real
-from .synset.format import created_utc
 from .teacher import Teacher, prior_weights
 
 FORMAT = "dsdistill-committee"
@@ -173,24 +171,18 @@ def committee_command(dataset: str, members: str, out: str = "DIR") -> str:
     return f"dsdistill committee --dataset {dataset} --members {members} --out {out}"
 
 
-def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
-    folder = Path(path)
-    build = f"; build one with `{hint}`" if hint else "; build one with `dsdistill committee --out DIR`"
-    if not folder.is_dir():
-        raise CheckpointError(f"no committee folder at {folder}{build}")
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise CheckpointError(f"{folder} has no {MANIFEST} (not a committee, or its first member never "
-                              f"finished){build}")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{manifest_path} is damaged ({type(err).__name__}); delete the folder and rebuild it") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise CheckpointError(f"{manifest_path} is not a dsdistill committee manifest of version {VERSION}")
-    if not isinstance(manifest.get("members"), list):
-        raise CheckpointError(f"{manifest_path} is damaged (no members list); delete the folder and rebuild it")
-    return manifest
+def _differences(manifest: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    return [f"another {k}" for k, v in wanted.items() if manifest.get(k) != v]
+
+
+KIND = FolderKind(noun="committee", article="a committee", unit="member", holds="a committee with",
+                  manifest=MANIFEST, format=FORMAT, version=VERSION, entries="members", required=(),
+                  differences=_differences, key=lambda entry: entry["name"], ordered=False)
+
+
+def read_manifest(path: str | Path, hint: str = "dsdistill committee --out DIR") -> dict[str, Any]:
+    """The manifest of the committee folder `path`; CheckpointError when missing or damaged, naming `hint`."""
+    return _read_manifest(KIND, path, hint)
 
 
 def build_committee(real: RealData, out: str | Path, members: Sequence[MemberSpec], *, seed: int = 0,
@@ -199,35 +191,20 @@ def build_committee(real: RealData, out: str | Path, members: Sequence[MemberSpe
     """Train every member not yet in `out` and record it. Member m is initialised and trained from seeds derived from
     (seed, "committee", m.name), so it does not depend on the list order, on the other members or on interruptions;
     a finished member whose file still has its recorded sha256 is kept."""
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {folder} is a file; give a folder for the committee")
     models = {spec.name: _new_model(spec, real) for spec in members}  # every BN check before any training
-    identity = _header_identity(real, seed, holdout, config)
-    header = {"format": FORMAT, "version": VERSION, **identity, "created_utc": created_utc(),
-              "dsdistill_version": __version__, "command": command,
-              "prior": f"accuracy (%) on {holdout} validation images per class held out of training (ours)"}
-    finished: dict[str, dict[str, Any]] = {}
-    if (folder / MANIFEST).exists():
-        manifest = read_manifest(folder)
-        diffs = [k for k, v in identity.items() if manifest.get(k) != v]
-        if diffs:
-            raise ConfigError(f"{folder} already holds a committee with another {', '.join(diffs)}; use another "
-                              "--out (or delete that folder)")
-        header["created_utc"] = manifest.get("created_utc", header["created_utc"])
-        for entry in manifest["members"]:
-            if _file_sha256(folder / entry["file"]) == entry.get("sha256"):
-                finished[entry["name"]] = entry
+    build = FolderBuild(KIND, out, _header_identity(real, seed, holdout, config), command=command,
+                        extra={"prior": f"accuracy (%) on {holdout} validation images per class held out of training "
+                                        "(ours)"},
+                        keep=lambda path, entry: _file_sha256(path) == entry.get("sha256"), on_unit=on_member)
     wanted = {spec.name: spec for spec in members}
-    for name, entry in finished.items():
+    for name, entry in build.finished.items():
         if name in wanted and entry.get("identity") != wanted[name].identity():
-            raise ConfigError(f"member {name!r} in {folder} was trained differently ({entry.get('identity')}); "
+            raise ConfigError(f"member {name!r} in {build.folder} was trained differently ({entry.get('identity')}); "
                               "use another --out")
     rest, val = holdout_split(real, holdout, seed)
     device = real.train.images.device
-    for spec in members:
-        if spec.name in finished:
-            continue
+    for name in build.missing(wanted):
+        spec = wanted[name]
         member_seed = derive_seed(seed, "committee", spec.name)
         model = seeded_init(models[spec.name], member_seed, "init").to(device)
         train = _train_split(real, rest, spec.per_class)
@@ -235,19 +212,15 @@ def build_committee(real: RealData, out: str | Path, members: Sequence[MemberSpe
         train_on_real(model, train, config, member_seed, spec.epochs, digits=real.digits, desc=spec.name)
         seconds = time.perf_counter() - start
         val_acc, test_acc = test_accuracy(model, val), test_accuracy(model, real.test)
-        path = folder / spec.file
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_torch(path, {"format": MEMBER_FORMAT, "version": VERSION, "dataset": real.name, "arch": spec.arch,
-                          "model_options": dict(spec.options), "name": spec.name, "state_dict": state,
-                          "prior": 100.0 * val_acc, "val_accuracy": val_acc, "test_accuracy": test_acc})
-        entry = {"name": spec.name, "identity": spec.identity(), "file": spec.file, "sha256": state_sha256(state),
-                 "bytes": path.stat().st_size, "prior": 100.0 * val_acc, "val_accuracy": val_acc,
-                 "test_accuracy": test_acc, "train_images": len(train), "seconds": round(seconds, 3)}
-        finished[spec.name] = entry
-        write_json(folder / MANIFEST, {**header, "members": [finished[k] for k in finished]})
-        if on_member is not None:
-            on_member(entry)
-    return folder
+        path = build.save(spec.file, {"format": MEMBER_FORMAT, "version": VERSION, "dataset": real.name,
+                                      "arch": spec.arch, "model_options": dict(spec.options), "name": spec.name,
+                                      "state_dict": state, "prior": 100.0 * val_acc, "val_accuracy": val_acc,
+                                      "test_accuracy": test_acc})
+        build.finish({"name": spec.name, "identity": spec.identity(), "file": spec.file, "sha256": state_sha256(state),
+                      "bytes": path.stat().st_size, "prior": 100.0 * val_acc, "val_accuracy": val_acc,
+                      "test_accuracy": test_acc, "train_images": len(train), "seconds": round(seconds, 3)})
+    return build.folder
 
 
 @dataclass
@@ -332,11 +305,9 @@ def load_committee(path: str | Path, real: RealData, device: str | torch.device 
                               f"{' with ZCA' if manifest.get('zca') else ''}, not on {real.name!r}"
                               f"{' with ZCA' if real.zca is not None else ''}; build a matching one with "
                               f"`{committee_command(real.name, 'LIST')}`")
-    if not manifest["members"]:
-        raise CheckpointError(f"the committee at {folder} lists no finished member; rerun `{manifest.get('command') or hint}`")
     resume = manifest.get("command") or hint
     members = []
-    for entry in manifest["members"]:
+    for entry in finished_entries(KIND, folder, manifest, resume):
         file = folder / entry["file"]
         _, model, digest = _load_member_file(file, real, device, resume)
         if digest != entry["sha256"]:

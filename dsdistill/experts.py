@@ -18,8 +18,8 @@ Layout of an expert folder:
     expert-000.pt    {"trajectory": float32 [epochs + 1, P]}: row e is the flat parameter vector after e epochs
                      (row 0 the random init), in model.named_parameters() order
 One file per expert (reference/trajectory.md 6: random access and memory-mapped loads, unlike MTT's 10-expert
-files). Building is resumable per expert: every file is written atomically and the manifest is rewritten after
-each expert, so a stopped run keeps every finished expert.
+files). Building is resumable per expert (dsdistill.modelfolder): every file is written atomically and the manifest
+is rewritten after each expert, so a stopped run keeps every finished expert.
 """
 from __future__ import annotations
 
@@ -35,17 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import __version__
-from ._io import save_torch, write_json
 from ._progress import progress
 from ._seed import derive_seed, make_generator, seeded_init
 from .augment import DSA, DSAConfig, dsa_strategy_for
 from .data import RealData
 from .errors import CheckpointError, ConfigError
+from .modelfolder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
 from .models import create_model
 from .pool import resolved_options
 from .pretrain import test_accuracy
-from .synset.format import created_utc
 
 FORMAT = "dsdistill-experts"
 VERSION = 1
@@ -205,29 +203,16 @@ def differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
     return out
 
 
+KIND = FolderKind(noun="expert", article="an expert folder", unit="expert", holds="experts with", manifest=MANIFEST,
+                  format=FORMAT, version=VERSION, entries="experts",
+                  required=("dataset", "zca", "normalization", "arch", "model_options", "epochs", "seed",
+                            "train_config", "param_count"),
+                  differences=differences)
+
+
 def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
-    folder = Path(path)
-    build = f"; train experts with `{hint}`" if hint else ""
-    if not folder.is_dir():
-        raise CheckpointError(f"no expert folder at {folder}{build}")
-    file = folder / MANIFEST
-    if not file.is_file():
-        raise CheckpointError(f"{folder} has no {MANIFEST} (not an expert folder, or its first expert never "
-                              f"finished){build}")
-    try:
-        manifest = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{file} is damaged ({type(err).__name__}); delete the folder and train again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{file} is not a dsdistill expert manifest")
-    if manifest.get("version") != VERSION:
-        raise CheckpointError(f"{file} is expert format version {manifest.get('version')!r}; this dsdistill reads "
-                              f"version {VERSION}")
-    missing = [k for k in ("dataset", "zca", "normalization", "arch", "model_options", "epochs", "seed",
-                           "train_config", "param_count", "experts") if k not in manifest]
-    if missing:
-        raise CheckpointError(f"{file} lacks {', '.join(missing)}; delete the folder and train again")
-    return manifest
+    """The manifest of the expert folder `path`; CheckpointError when missing or damaged."""
+    return _read_manifest(KIND, path, hint)
 
 
 def _load_trajectory(path: Path, epochs: int, params: int, rerun: str) -> Tensor:
@@ -297,20 +282,10 @@ def load_experts(path: str | Path, real: RealData, arch: str = "convnet",
     if manifest["param_count"] != params:
         raise CheckpointError(f"the experts in {folder} have {manifest['param_count']} parameters; a {arch} with "
                               f"{options} for {real.name} has {params}")
-    if not manifest["experts"]:
-        raise CheckpointError(f"{folder} lists no finished expert; rerun `{manifest.get('command', '')}`")
-    rerun = manifest.get("command", "")
+    rerun = manifest.get("command") or experts_command(real, arch, options, str(folder), epochs=manifest["epochs"])
     trajectories = [_load_trajectory(folder / e["file"], manifest["epochs"], params, rerun)
-                    for e in sorted(manifest["experts"], key=lambda e: e["index"])]
+                    for e in finished_entries(KIND, folder, manifest, rerun)]
     return Experts(folder, manifest, trajectories)
-
-
-def _still_readable(path: Path, epochs: int, params: int) -> bool:
-    try:
-        _load_trajectory(path, epochs, params, "")
-    except CheckpointError:
-        return False
-    return True
 
 
 def build_experts(real: RealData, out: str | Path, *, experts: int = DEFAULT_EXPERTS, epochs: int = DEFAULT_EPOCHS,
@@ -325,43 +300,19 @@ def build_experts(real: RealData, out: str | Path, *, experts: int = DEFAULT_EXP
     if experts < 1 or epochs < 1:
         raise ConfigError(f"need --experts >= 1 and --epochs >= 1, got {experts} and {epochs}")
     options = resolved_options(arch, model_options)
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {folder} is a file; give a folder for the experts")
     params = param_count(arch, real, options)
     identity = {**_identity(real, arch, options), "epochs": epochs, "seed": seed,
-                "train_config": json.loads(json.dumps(dataclasses.asdict(config))), "param_count": params}
-    header = {"format": FORMAT, "version": VERSION, **identity, "created_utc": created_utc(),
-              "dsdistill_version": __version__, "command": command}
-    finished: dict[int, dict[str, Any]] = {}
-    if (folder / MANIFEST).exists():
-        manifest = read_manifest(folder)
-        diffs = differences(manifest, identity)
-        if diffs:
-            raise ConfigError(f"{folder} already holds experts with {'; '.join(diffs)}; use another --out "
-                              f"(or delete that folder)")
-        header["created_utc"] = manifest.get("created_utc", header["created_utc"])
-        finished = {int(e["index"]): e for e in manifest["experts"]
-                    if _still_readable(folder / e["file"], epochs, params)}
+                "train_config": dataclasses.asdict(config), "param_count": params}
+    build = FolderBuild(KIND, out, identity, command=command, on_unit=on_expert,
+                        keep=lambda path, _: _load_trajectory(path, epochs, params, "") is not None)  # still loads
     device = real.train.images.device
-    for i in range(experts):
-        if i in finished:
-            continue
+    for i in build.missing(range(experts)):
         expert_seed = derive_seed(seed, "expert", i)
         model = seeded_init(new_model(arch, real, options), expert_seed, "init").to(device)
         start = time.perf_counter()
         trajectory = train_expert(model, real, config, expert_seed, epochs, desc=f"expert {i + 1}/{experts}")
         entry = {"file": expert_file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),
                  "seconds": round(time.perf_counter() - start, 3)}
-        save_torch(folder / entry["file"], {"trajectory": trajectory})
-        finished[i] = entry
-        write_json(folder / MANIFEST, {**header, "experts": [finished[k] for k in sorted(finished)]})
-        if on_expert is not None:
-            on_expert(entry)
-    return folder
-
-
-def folder_bytes(path: str | Path) -> int:
-    folder = Path(path)
-    manifest = read_manifest(folder)
-    return sum((folder / f).stat().st_size for f in [MANIFEST] + [e["file"] for e in manifest["experts"]])
+        build.save(entry["file"], {"trajectory": trajectory})
+        build.finish(entry)
+    return build.folder

@@ -10,7 +10,8 @@ Layout of a pool folder:
     pool.json        manifest: format, version, identity (dataset, zca, arch, model_options, epochs, seed,
                      train_config), provenance, and `models` = the FINISHED models only
     model-000.pt     {"init": state_dict, "trained": state_dict}, CPU tensors, read with weights_only=True
-Building is resumable per model: every file is written atomically and the manifest is rewritten after each model.
+Building is resumable per model (dsdistill.modelfolder): every file is written atomically and the manifest is
+rewritten after each model.
 """
 from __future__ import annotations
 
@@ -24,15 +25,13 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from . import __version__
 from ._config import parse_overrides
-from ._io import save_torch, write_json
 from ._seed import derive_seed, seeded_init
 from .data import RealData
 from .errors import CheckpointError, ConfigError
+from .modelfolder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
 from .models import create_model, model_options as arch_options
 from .pretrain import RealTrainConfig, test_accuracy, train_on_real
-from .synset.format import created_utc
 
 FORMAT = "dsdistill-pool"
 VERSION = 1
@@ -119,31 +118,16 @@ def _differences(manifest: Mapping[str, Any], wanted: Mapping[str, Any]) -> list
     return out
 
 
+KIND = FolderKind(noun="pool", article="a pool", unit="model", holds="a pool", manifest=MANIFEST, format=FORMAT,
+                  version=VERSION, entries="models",
+                  required=("dataset", "zca", "arch", "model_options", "epochs", "seed", "train_config"),
+                  differences=_differences)
+
+
 def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
     """The manifest of the pool folder `path`; CheckpointError when missing or damaged, naming `hint` (the
     command that builds the pool) when given."""
-    folder = Path(path)
-    build = f"; build one with `{hint}`" if hint else ""
-    rebuild = f"delete it and rerun `{hint}`" if hint else "delete it or use another --out"
-    if not folder.is_dir():
-        raise CheckpointError(f"no pool folder at {folder}{build}")
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise CheckpointError(f"{folder} has no {MANIFEST} (not a pool, or its first model never finished){build}")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{manifest_path} is damaged ({type(err).__name__}); {rebuild}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{manifest_path} is not a dsdistill pool manifest; {rebuild}")
-    if manifest.get("version") != VERSION:
-        raise CheckpointError(f"{manifest_path} is pool version {manifest.get('version')!r} and this dsdistill "
-                              f"reads version {VERSION}; {rebuild}")
-    required = ("dataset", "zca", "arch", "model_options", "epochs", "seed", "train_config", "models")
-    missing = [k for k in required if k not in manifest]
-    if missing or not isinstance(manifest["models"], list):
-        raise CheckpointError(f"{manifest_path} is damaged (missing {', '.join(missing) or 'models list'}); {rebuild}")
-    return manifest
+    return _read_manifest(KIND, path, hint)
 
 
 def _load_model_file(path: Path, device: str | torch.device, hint: str) -> tuple[StateDict, StateDict]:
@@ -213,14 +197,11 @@ def load_pool(path: str | Path, real: RealData, arch: str = "convnet",
     other = pool_command(real.name, real.zca is not None, arch, options)  # --out DIR: this folder is taken
     if diffs:
         raise CheckpointError(f"the pool at {path} was {'; '.join(diffs)}; build a matching one with `{other}`")
-    if not manifest["models"]:
-        raise CheckpointError(f"the pool at {path} lists no finished model; rerun `{hint}`")
+    entries = finished_entries(KIND, path, manifest, hint)
     folder = Path(path)
     resume = manifest.get("command") or pool_command(real.name, real.zca is not None, arch, options,
-                                                     models=len(manifest["models"]), epochs=manifest["epochs"],
-                                                     out=str(path))
+                                                     models=len(entries), epochs=manifest["epochs"], out=str(path))
     expected = {k: tuple(v.shape) for k, v in _new_model(arch, real, options).state_dict().items()}
-    entries = sorted(manifest["models"], key=lambda m: m["index"])
     inits, trained = [], []
     for entry in entries:
         init, final = _load_model_file(folder / entry["file"], device, resume)
@@ -250,15 +231,6 @@ def _cpu_state(model: torch.nn.Module) -> StateDict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _still_readable(path: Path) -> bool:
-    """Resuming keeps a finished model only if its file still loads."""
-    try:
-        _load_model_file(path, "cpu", "")
-    except CheckpointError:
-        return False
-    return True
-
-
 def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arch: str = "convnet",
                model_options: Mapping[str, Any] | None = None, seed: int = 0,
                config: RealTrainConfig = RealTrainConfig(), command: str = "",
@@ -272,25 +244,11 @@ def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arc
     if models < 1 or epochs < 1:
         raise ConfigError(f"need --models >= 1 and --epochs >= 1, got {models} and {epochs}")
     options = resolved_options(arch, model_options)
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {folder} is a file; give a folder for the pool")
-    identity = _identity(real, arch, options, epochs, seed, config)
-    header = {"format": FORMAT, "version": VERSION, **identity, "created_utc": created_utc(),
-              "dsdistill_version": __version__, "command": command}
-    finished: dict[int, dict[str, Any]] = {}
-    if (folder / MANIFEST).exists():
-        manifest = read_manifest(folder)
-        diffs = _differences(manifest, identity)
-        if diffs:
-            raise ConfigError(f"{folder} already holds a pool {'; '.join(diffs)}; use another --out "
-                              f"(or delete that folder)")
-        header["created_utc"] = manifest.get("created_utc", header["created_utc"])
-        finished = {int(m["index"]): m for m in manifest["models"] if _still_readable(folder / m["file"])}
+    build = FolderBuild(KIND, out, _identity(real, arch, options, epochs, seed, config), command=command,
+                        keep=lambda path, _: _load_model_file(path, "cpu", "") is not None,  # it still loads
+                        on_unit=on_model)
     device = real.train.images.device
-    for i in range(models):
-        if i in finished:
-            continue
+    for i in build.missing(range(models)):
         model_seed = derive_seed(seed, "pool", i)
         model = seeded_init(_new_model(arch, real, options), model_seed, "init").to(device)
         init = _cpu_state(model)
@@ -300,9 +258,6 @@ def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arc
         seconds = time.perf_counter() - start
         entry = {"file": model_file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),
                  "seconds": round(seconds, 3)}
-        save_torch(folder / entry["file"], {"init": init, "trained": _cpu_state(model)})
-        finished[i] = entry
-        write_json(folder / MANIFEST, {**header, "models": [finished[k] for k in sorted(finished)]})
-        if on_model is not None:
-            on_model(entry)
-    return folder
+        build.save(entry["file"], {"init": init, "trained": _cpu_state(model)})
+        build.finish(entry)
+    return build.folder

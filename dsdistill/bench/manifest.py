@@ -3,26 +3,17 @@ config, the command that made it and its scores by protocol, taken from the resu
 edited: `dsdistill manifest synthetic_sets`. `check_manifest` is what the tests run."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import write_json
+from .._io import file_sha256, write_json
 from ..errors import DsdistillError
 from ..synset import SyntheticSet
 from .store import Store
 
 MANIFEST = "manifest.json"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _scores(store: Store, sha: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ numpy scalars, which DC result files hold as accuracies). Anything else is refus
 """
 from __future__ import annotations
 
-import hashlib
 import numbers
 import os
 import pickle
@@ -27,6 +26,7 @@ import h5py
 import numpy as np
 import torch
 
+from dsdistill._io import file_sha256
 from dsdistill.errors import SetFileError
 from dsdistill.synset.format import SyntheticSet, _one_line
 
@@ -122,15 +122,6 @@ def _unpickling_reason(err: BaseException) -> str:
     """The useful line of torch's long weights-only error, e.g. 'Unsupported operand 72'."""
     found = re.search(r"Unsupported operand \S+|WeightsUnpickler error: *\S[^\n]*", str(err))
     return found.group(0) if found else _one_line(err)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in chunks (result files can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _unpack(loaded: Any, source: Path, experiment: int,

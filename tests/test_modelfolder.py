@@ -1,0 +1,140 @@
+"""The resumable model folder shared by the pool, the experts and the committee (dsdistill.modelfolder), on a toy
+kind whose "models" are small tensors: identity checks, resuming, atomic writes, manifest errors."""
+import dataclasses
+
+import pytest
+import torch
+
+from dsdistill.errors import CheckpointError, ConfigError
+from dsdistill.modelfolder import FolderBuild, FolderKind, finished_entries, folder_bytes, read_manifest
+
+
+def _differences(have, want):
+    return [f"{k} {have.get(k)}, not {v}" for k, v in want.items() if have.get(k) != v]
+
+
+def _loads(path, entry):
+    """A unit is kept while its file still loads (a CheckpointError counts as no)."""
+    try:
+        return torch.load(path, weights_only=True)["index"] == entry["index"]
+    except Exception:
+        raise CheckpointError(f"{path} does not load") from None
+
+
+TOY = FolderKind(noun="toy", article="a toy folder", unit="toy model", holds="toys with", manifest="toys.json",
+                 format="dsdistill-toys", version=1, entries="toys", required=("seed",), differences=_differences)
+IDENTITY = {"seed": 0, "shape": (2, 3)}
+
+
+def build(folder, units, identity=IDENTITY, on_unit=None, kind=TOY):
+    """Train (make) every missing unit of `units`; returns the keys made in this run."""
+    run = FolderBuild(kind, folder, identity, command="toy --out DIR", keep=_loads, on_unit=on_unit)
+    made = run.missing(units)
+    for i in made:
+        run.save(f"toy-{i}.pt", {"index": i, "weights": torch.full((2, 3), float(i))})
+        run.finish({"file": f"toy-{i}.pt", "index": i})
+    return made
+
+
+def test_manifest_lists_finished_units_with_identity_and_provenance(tmp_path):
+    seen = []
+    assert build(tmp_path, [1, 0], on_unit=seen.append) == [1, 0]
+    manifest = read_manifest(TOY, tmp_path)
+    assert manifest["format"] == "dsdistill-toys" and manifest["version"] == 1 and manifest["command"] == "toy --out DIR"
+    assert manifest["seed"] == 0 and manifest["shape"] == [2, 3]  # the identity, as JSON reads it back
+    assert [e["index"] for e in manifest["toys"]] == [0, 1]  # ordered kinds list units by key
+    assert [e["index"] for e in seen] == [1, 0]
+    assert folder_bytes(TOY, tmp_path) == sum(f.stat().st_size for f in tmp_path.iterdir())
+
+
+def test_rerun_skips_finished_units_and_keeps_their_files(tmp_path):
+    build(tmp_path, [0, 1])
+    stamps = {f.name: f.stat().st_mtime_ns for f in tmp_path.glob("toy-*.pt")}
+    created = read_manifest(TOY, tmp_path)["created_utc"]
+    assert build(tmp_path, [0, 1]) == []
+    assert build(tmp_path, [0, 1, 2]) == [2]
+    assert {f.name: f.stat().st_mtime_ns for f in tmp_path.glob("toy-*.pt") if f.name != "toy-2.pt"} == stamps
+    manifest = read_manifest(TOY, tmp_path)
+    assert [e["index"] for e in manifest["toys"]] == [0, 1, 2] and manifest["created_utc"] == created
+
+
+def test_a_listed_unit_whose_file_no_longer_loads_is_made_again(tmp_path):
+    build(tmp_path, [0, 1])
+    (tmp_path / "toy-0.pt").write_bytes(b"truncated")
+    (tmp_path / "toy-1.pt").unlink()
+    assert build(tmp_path, [0, 1]) == [0, 1]
+    assert torch.load(tmp_path / "toy-0.pt", weights_only=True)["index"] == 0
+
+
+def test_a_stopped_build_keeps_every_finished_unit(tmp_path):
+    def stop_after_first(entry):  # Ctrl-C once the first unit is recorded
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, [0, 1, 2], on_unit=stop_after_first)
+    assert [e["index"] for e in read_manifest(TOY, tmp_path)["toys"]] == [0]
+    assert build(tmp_path, [0, 1, 2]) == [1, 2]
+
+
+def test_a_failed_write_leaves_no_partial_file_and_the_manifest_untouched(tmp_path):
+    build(tmp_path, [0])
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    run = FolderBuild(TOY, tmp_path, IDENTITY, keep=_loads)
+    with pytest.raises(Exception):
+        run.save("toy-1.pt", {"index": 1, "weights": lambda: None})  # torch.save cannot pickle a lambda
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before  # no toy-1.pt, no temporary file
+    assert run.missing([0, 1]) == [1]
+
+
+def test_another_identity_is_refused_naming_what_differs(tmp_path):
+    build(tmp_path, [0])
+    with pytest.raises(ConfigError) as err:
+        build(tmp_path, [0], identity={"seed": 1, "shape": (2, 3)})
+    text = str(err.value)
+    assert text == f"{tmp_path} already holds toys with seed 0, not 1; use another --out (or delete that folder)"
+
+
+def test_out_must_be_a_folder(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file; give a folder for toys.json and the toy model files"):
+        build(tmp_path / "file", [0])
+
+
+def test_unordered_kinds_list_units_in_the_order_they_finished(tmp_path):
+    by_name = dataclasses.replace(TOY, key=lambda e: e["name"], ordered=False)
+    run = FolderBuild(by_name, tmp_path, IDENTITY, keep=lambda path, entry: True)
+    for name in ("b", "a"):
+        run.save(f"{name}.pt", {})
+        run.finish({"file": f"{name}.pt", "name": name})
+    manifest = read_manifest(by_name, tmp_path)
+    assert [e["name"] for e in finished_entries(by_name, tmp_path, manifest, "rerun")] == ["b", "a"]
+
+
+def _write(folder, text):
+    folder.mkdir(exist_ok=True)
+    (folder / "toys.json").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: d / "nowhere", "no toy folder at"),
+    (lambda d: d, "has no toys.json (not a toy folder, or its first toy model never finished)"),
+    (lambda d: _write(d, "{"), "toys.json is damaged (JSONDecodeError)"),
+    (lambda d: _write(d, '{"format": "other"}'), "is not a dsdistill toy manifest"),
+    (lambda d: _write(d, '{"format": "dsdistill-toys", "version": 2}'), "is toy format version 2 and this dsdistill "
+                                                                         "reads version 1"),
+    (lambda d: _write(d, '{"format": "dsdistill-toys", "version": 1, "toys": []}'), "is damaged (missing seed)"),
+    (lambda d: _write(d, '{"format": "dsdistill-toys", "version": 1, "seed": 0, "toys": {}}'),
+     "is damaged (missing toys list)"),
+])
+def test_manifest_errors_are_one_line_and_name_the_build_command(tmp_path, make, message):
+    folder = make(tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        read_manifest(TOY, folder, hint="toy --out DIR")
+    text = str(err.value)
+    assert message in text and "`toy --out DIR`" in text and "\n" not in text
+
+
+def test_a_folder_without_finished_units_names_the_rerun(tmp_path):
+    with pytest.raises(CheckpointError, match="lists no finished toy model; rerun `toy --out DIR`"):
+        finished_entries(TOY, tmp_path, {"toys": []}, "toy --out DIR")
