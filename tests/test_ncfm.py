@@ -90,6 +90,36 @@ def test_learned_sampler_ascent_moves_psi_and_raises_the_discrepancy(tiny_real):
     assert discrepancy() > before
 
 
+def _effective_rank(rows: torch.Tensor) -> float:
+    """exp of the entropy of the normalised squared singular values: the number of directions the rows span."""
+    p = torch.linalg.svdvals(rows) ** 2
+    p = p / p.sum()
+    return float(torch.exp(-(p * p.clamp_min(1e-30).log()).sum()))
+
+
+def test_learned_sampler_ascent_concentrates_the_frequencies(tiny_real):
+    """Why the paper's sampler loses to Gaussian frequencies (README, NCFM findings): the max player's objective
+    is linear in the frequency distribution, so its best response is a point mass; at the code's sampler lr
+    (1e-3 on a loss scaled x300) twenty ascent steps collapse psi's rows onto a few directions."""
+    synth = ncfm(sampler="learned", num_freqs=64, sampler_tile=1, sampler_lr=1e-3)
+    images = synth.init_images(tiny_real, 1, 0).requires_grad_(True)
+    state = State(images=images, optimizer=synth.make_optimizer(images), ipc=1)
+    synth.init_extra(tiny_real, state, 0)
+    sampler = state.extra["sampler"]
+    dim = sampler.net[0].in_features
+    g = torch.Generator().manual_seed(0)
+    real_emb, syn_emb = torch.randn(20, dim, generator=g), torch.randn(3, dim, generator=g)
+    noise = synth._noise(state, 0, dim, seed=0, it=0)
+    with torch.no_grad():
+        before = _effective_rank(sampler(noise))
+    for step in range(20):
+        synth.ascend(state, real_emb, syn_emb, 0, seed=0, it=step)
+    with torch.no_grad():
+        after = _effective_rank(sampler(noise))
+    assert before > 0.4 * min(64, dim)        # 35 of 64 rows here: spread out at the start
+    assert after < 0.2 * before               # 3.5 after 20 steps (a slow psi, lr 3e-6, stays at 35.3)
+
+
 def test_learned_sampler_run_reports_the_ascent_and_resumes(tiny_real, tmp_path):
     full = ncfm(sampler="learned", num_freqs=32, sampler_tile=8).fit(tiny_real, 1, seed=0, budget=Budget(iterations=4))
     assert "ascent" not in full.extra["loss_curve"]  # the curve holds the image loss
