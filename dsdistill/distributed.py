@@ -147,8 +147,16 @@ def is_main_process() -> bool:
 
 def threads_per_rank(local_size: int) -> int:
     """CPU ranks on one machine share its cores: cores // ranks (torchrun's own default is 1 thread)."""
-    if os.environ.get(THREADS_ENV):
-        return max(1, int(os.environ[THREADS_ENV]))
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"${THREADS_ENV} must be a whole number of torch threads per process, at least 1; "
+                              f"got {raw!r} (unset it for cores / local processes)")
+        return value
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, local_size))
 
@@ -183,9 +191,26 @@ def init_world(device: str | torch.device = "auto") -> Iterator[World]:
     else:
         torch.set_num_threads(threads_per_rank(local_size))
         backend = "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes()))
+    start_process_group(backend, rank, size)
     yield World(rank, size, dev, backend)
     dist.destroy_process_group()  # only after success: after a failure the process just exits
+
+
+def start_process_group(backend: str, rank: int, size: int) -> None:
+    """torch.distributed's env:// start, with its failures (no or bad MASTER_ADDR / MASTER_PORT, rank 0
+    unreachable, the peers not arriving in time) as one line: the C++ message alone names no variable."""
+    import torch.distributed as dist
+    timeout = timeout_minutes()
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout))
+    except (RuntimeError, ValueError, OSError) as err:  # DistNetworkError / DistStoreError are RuntimeErrors
+        first = re.sub(r"^\[[^\]]*\]\s*", "", (str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
+        where = f"{os.environ.get('MASTER_ADDR', '(unset)')}:{os.environ.get('MASTER_PORT', '(unset)')}"
+        raise DistributedError(
+            f"rank {rank} of {size} ({backend}): could not start the process group at MASTER_ADDR:MASTER_PORT "
+            f"{where} ({first}); launch with torchrun, which sets both (on several machines: the same reachable "
+            f"--rdzv-endpoint HOST:PORT on each; peers more than ${TIMEOUT_ENV} = {timeout:g} minutes apart time out)"
+        ) from None
 
 
 def load_shard(world: World, name: str, root: str | os.PathLike | None = None, *, zca: bool = False,

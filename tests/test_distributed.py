@@ -14,8 +14,8 @@ import torch
 
 from dsdistill.cli import main
 from dsdistill.data import load_dataset, write_fake
-from dsdistill.distributed import World, init_world, load_shard
-from dsdistill.errors import CheckpointError, ConfigError
+from dsdistill.distributed import World, init_world, load_shard, threads_per_rank
+from dsdistill.errors import CheckpointError, ConfigError, DistributedError
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
 from dsdistill.synthesizers.dm import DM
@@ -100,6 +100,43 @@ def test_a_non_separable_method_refuses_under_torchrun(fake_fmnist_root, tmp_pat
     code = main(["pool", "--out", str(tmp_path / "pool"), "--data-root", fake_fmnist_root])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "`dsdistill pool` does not split its work" in err
+
+
+def test_a_process_group_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    with pytest.raises(DistributedError, match=r"rank 1 of 2 \(gloo\): could not start .* MASTER_ADDR expected"):
+        with init_world("cpu"):
+            pass
+    code = main(["evaluate", str(tmp_path / "set.h5"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("dsdistill: error: rank 1 of 2 (gloo): could not start") and "torchrun" in err
+    # rank 0 unreachable (nothing listens there): the same error once the collective timeout has passed
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("DSDISTILL_DIST_TIMEOUT", "0.02")
+    with pytest.raises(DistributedError, match=f"127.0.0.1:{port}"):
+        with init_world("cpu"):
+            pass
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_thread_count_names_the_variable(monkeypatch, capsys, tmp_path, value):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("DSDISTILL_THREADS", value)
+    code = main(["evaluate", str(tmp_path / "set.h5"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "$DSDISTILL_THREADS must be a whole number" in err and repr(value) in err
+    monkeypatch.setenv("DSDISTILL_THREADS", "3")
+    assert threads_per_rank(2) == 3
 
 
 @dataclass(frozen=True)
