@@ -158,7 +158,8 @@ def run_distill(args: argparse.Namespace) -> int:
     method = cls(**{k: v for k, v in overrides.items() if v is not None})
     if args.iterations is None and args.minutes is None and getattr(cls, "schedules_itself", False):
         budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
-        print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
+        if is_main_process():
+            print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
     elif args.iterations is None and args.minutes is None:
         budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
         if is_main_process():

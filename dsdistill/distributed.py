@@ -17,12 +17,13 @@ The seam, for any command or method whose work splits into independent items (a 
         results = [work(i) for i in mine]
         merged = world.all_gather(results)      # every rank: one entry per rank, in rank (= item) order
         rows = world.gather_rows(tensor)        # big tensors: concatenated on rank 0, None elsewhere
+        total = world.ordered_sum(stats)        # small per-item rows summed in item order, on every rank
         if world.is_main: write the file
 
-Users today: `Synthesizer.fit(..., world=)` shares the classes (DM, DataDAM, NCFM), `evaluate(...,
-world=)` shares the (architecture x seed) models. CV-DD's recover can share its IPC indices
-(`world.share(range(ipc))`, then `gather_rows` and a class-major reorder on rank 0); a bench
-runner can pass `world=` to `evaluate`, or share its cells with `world.share(cells)`.
+Users today: `Synthesizer.fit(..., world=)` shares the classes (DM, DataDAM, NCFM, CV-DD; CV-DD's
+BatchNorm-statistics term, its one quantity over all classes, adds the classes' moments with
+`ordered_sum`), `evaluate(..., world=)` shares the (architecture x seed) models, and the bench runner
+does both for each cell of a suite, with rank 0 alone reading and writing the store.
 
 Contiguous blocks (not round-robin): concatenating the blocks in rank order restores item order, so
 merging needs no index bookkeeping; class costs are equal for every registered dataset, so the
@@ -112,6 +113,28 @@ class World:
             self._collective(what, dist.recv, buffer, src)
             parts.append(buffer)
         return torch.cat(parts).cpu()
+
+    def ordered_sum(self, rows: torch.Tensor, what: str = "ordered sum") -> torch.Tensor:
+        """The sum over dim 0 of every rank's rows, in item order, on every rank: 0 + r_0 + r_1 + ... added
+        left to right exactly as one process adds its rows, so the bits do not depend on the process count
+        (an all-reduce would add per-rank partial sums). Relayed: each rank adds its rows to the running sum
+        of the rank before and passes it on; the last rank broadcasts the total. P small messages in a row:
+        for per-item statistics (a few thousand numbers), not for big tensors."""
+        total = torch.zeros(rows.shape[1:], dtype=rows.dtype, device=rows.device)
+        if not self.sharded:
+            for row in rows:
+                total = total + row
+            return total
+        import torch.distributed as dist
+        total = total.to(self.device)
+        if self.rank > 0:
+            self._collective(what, dist.recv, total, self.rank - 1)
+        for row in rows.to(self.device):
+            total = total + row
+        if self.rank < self.size - 1:
+            self._collective(what, dist.send, total, self.rank + 1)
+        self._collective(what, dist.broadcast, total, self.size - 1)
+        return total.to(rows.device)
 
     def _collective(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:

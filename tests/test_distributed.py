@@ -189,13 +189,31 @@ def roots(tmp_path_factory):
     return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
 
 
-def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path, one_thread):
-    out = tmp_path / "sharded.json"
-    proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out))
+@pytest.fixture(scope="module")
+def committee(roots, tmp_path_factory):
+    """CV-DD's committee for the fake Fashion-MNIST: two narrow BN ConvNets, one epoch each."""
+    from dsdistill.committee import build_committee, parse_members
+    from dsdistill.pretrain import RealTrainConfig
+    folder = tmp_path_factory.mktemp("committee")
+    build_committee(load_dataset("fashion-mnist", roots), folder,
+                    parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 1), holdout=1,
+                    config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def sharded(roots, committee, tmp_path_factory):
+    """dist_worker.py under 2 gloo processes, once for the module: what rank 0 got."""
+    out = tmp_path_factory.mktemp("sharded") / "sharded.json"
+    proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out), committee)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(out.read_text())
-    assert got["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] == got["train_labels"]
     sys.path.insert(0, str(TESTS))
+    return json.loads(out.read_text())
+
+
+def test_two_gloo_processes_give_the_one_process_set_and_report(sharded, roots, one_thread):
+    got = sharded
+    assert got["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] == got["train_labels"]
     from dist_worker import METHODS
     real = load_dataset("fashion-mnist", roots)
     for key, options in METHODS.items():
@@ -206,6 +224,30 @@ def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path,
     synset = create_synthesizer("random").fit(real, 2, seed=0)
     report = evaluate(synset, "smoke", archs=["convnet", "mlp", "lenet"], data=real, device="cpu")
     assert got["report"] == [[r.arch, r.seeds, r.accuracies, r.path] for r in report.results]
+
+
+def test_cvdd_splits_its_classes_and_keeps_the_batch_norm_term(sharded, roots, committee, one_thread):
+    """Each rank recovers its classes' images; the BN term's statistics over all classes travel between the
+    ranks as per-class moments. Per-class batching gives one process's bytes (medium init, --flip, stored
+    soft labels made on rank 0), the default joint batching the same function."""
+    from dist_worker import CVDD
+    real = load_dataset("fashion-mnist", roots)
+    for key, options in CVDD.items():
+        one = create_synthesizer("cvdd", committee=committee, **options).fit(real, 2, seed=3,
+                                                                           budget=Budget(iterations=4))
+        assert one.distill_iterations == 4 and len(one.extra["loss_curve"]["loss"]) == 4
+        if "joint" not in key:
+            assert one.soft_labels is not None
+            assert sharded[key]["sha"] == one.payload_sha256(), key
+            assert sharded[key]["loss"] == one.extra["loss_curve"]["loss"], key
+        else:
+            images = torch.tensor(sharded[key]["images"]).view_as(one.images)
+            assert torch.allclose(images, one.images, atol=1e-4), (images - one.images).abs().max()
+            assert sharded[key]["loss"] == pytest.approx(one.extra["loss_curve"]["loss"], rel=1e-5)
+    # without the exchanged BN term a rank would optimise another objective: the term matters here
+    no_bn = create_synthesizer("cvdd", committee=committee, r_bn=0.0, **CVDD["cvdd"]).fit(
+        real, 2, seed=3, budget=Budget(iterations=4))
+    assert no_bn.payload_sha256() != sharded["cvdd"]["sha"]
 
 
 KILLER = textwrap.dedent("""
