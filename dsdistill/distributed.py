@@ -16,6 +16,7 @@ The seam, for any command or method whose work splits into independent items (a 
         mine = world.share(items)               # a contiguous block of the items, in item order
         results = [work(i) for i in mine]
         merged = world.all_gather(results)      # every rank: one entry per rank, in rank (= item) order
+        decided = world.broadcast(choice)       # rank 0's object (a decision, a record, a set) on every rank
         rows = world.gather_rows(tensor)        # big tensors: concatenated on rank 0, None elsewhere
         total = world.ordered_sum(stats)        # small per-item rows summed in item order, on every rank
         if world.is_main: write the file
@@ -94,6 +95,15 @@ class World:
         out: list[Any] = [None] * self.size
         self._collective(what, dist.all_gather_object, out, obj)
         return out
+
+    def broadcast(self, obj: T, what: str = "broadcast") -> T:
+        """Rank 0's object on every rank (picklable, CPU tensors): what rank 0 alone decided or read."""
+        if not self.sharded:
+            return obj
+        import torch.distributed as dist
+        box = [obj if self.is_main else None]
+        self._collective(what, dist.broadcast_object_list, box, 0)
+        return box[0]
 
     def gather_rows(self, rows: torch.Tensor, what: str = "gather") -> torch.Tensor | None:
         """The ranks' tensors concatenated along dim 0 on rank 0 (None on the others). Point-to-point,

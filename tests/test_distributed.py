@@ -284,3 +284,84 @@ def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(roots, 
     assert main(argv(single)) == 0
     from dsdistill.synset import SyntheticSet
     assert SyntheticSet.load(out).payload_sha256() == SyntheticSet.load(single).payload_sha256()
+
+
+BENCH = textwrap.dedent("""
+    import dataclasses, sys
+    from dsdistill.cli import main
+    from dsdistill.evaluate.protocols import PROTOCOLS, SMOKE
+    PROTOCOLS.register("smoke-2")(dataclasses.replace(SMOKE, name="smoke-2", seeds=(0, 1), model_options=(("width", 8),)))
+    sys.exit(main(sys.argv[1:]))
+""")
+SUITE = """
+name = "tiny-dist"
+ipcs = [1]
+seeds = [0]
+protocols = ["smoke-2"]
+references = ["random", "whole"]
+
+[[methods]]
+method = "dm"
+iterations = 2
+set = { width = 8, batch_real = 4 }
+"""
+
+
+def test_bench_under_two_processes_writes_the_one_process_records(roots, tmp_path, monkeypatch, one_thread):
+    """A 2-model protocol (one model per rank), a class-sharded DM cell, a selection made on rank 0 and the whole
+    training set: the records of one process, written once, by rank 0."""
+    import dataclasses
+    from dsdistill.bench import Store, load_suite, run_suite
+    from dsdistill.evaluate.protocols import PROTOCOLS, SMOKE
+    monkeypatch.setitem(PROTOCOLS._items, "smoke-2",
+                        dataclasses.replace(SMOKE, name="smoke-2", seeds=(0, 1), model_options=(("width", 8),)))
+    (tmp_path / "suite.toml").write_text(SUITE)
+    (tmp_path / "bench.py").write_text(BENCH)
+    proc = torchrun(str(tmp_path / "bench.py"), "bench", str(tmp_path / "suite.toml"), "--store", str(tmp_path / "two"),
+                    "--data-root", roots, "--device", "cpu", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("suite tiny-dist: 3 sets made, 3 evaluations run") == 1, proc.stdout
+    run_suite(load_suite(tmp_path / "suite.toml"), Store(tmp_path / "one"), device="cpu", data_root=roots,
+              command="test", log=lambda line: None)
+    one, two = Store(tmp_path / "one"), Store(tmp_path / "two")
+    for kind in ("distill", "eval"):
+        assert [r["key"] for r in two.records(kind)] == [r["key"] for r in one.records(kind)] and one.records(kind)
+    for a, b in zip(one.records("distill"), two.records("distill")):
+        assert (a["label"], a["set_sha256"]) == (b["label"], b["set_sha256"])
+        assert b["device"] == "cpu x2 processes (gloo)"
+    for a, b in zip(one.records("eval"), two.records("eval")):
+        assert len(b["report"]["results"][0]["accuracies"]) == 2
+        assert a["report"]["results"][0]["accuracies"] == b["report"]["results"][0]["accuracies"], a["label"]
+    files = sorted(p.name for p in (tmp_path / "two").rglob("*") if p.is_file() and "sets" in p.parts)
+    assert len(files) == 2 and not any("ckpt" in name for name in files)  # dm and random; whole is never copied
+
+
+def test_bench_refuses_what_it_cannot_split_before_anything_runs(roots, tmp_path):
+    from dsdistill.bench import Store, parse_suite
+    from dsdistill.bench.runner import Runner
+    suite = parse_suite(SUITE.replace('protocols = ["smoke-2"]', 'protocols = ["smoke", "kd"]') + textwrap.dedent("""
+        [[prerequisites]]
+        name = "experts"
+        command = "dsdistill experts --out {experts}"
+        creates = "{experts}/experts.json"
+
+        [[methods]]
+        method = "mtt"
+        iterations = 2
+        set = {{ experts = "{experts}" }}
+        requires = ["experts"]
+
+        [[methods]]
+        method = "dm"
+        label = "dm-bn"
+        iterations = 2
+        set = {{ width = 8, batch_real = 4, norm = "batch" }}
+        """).format(experts=tmp_path / "experts"), "s.toml")
+    runner = Runner(suite, Store(tmp_path / "store"), data_root=roots, world=World(0, 2))
+    with pytest.raises(ConfigError) as err:
+        runner.run(list(suite.cells))  # World(0, 2) has no process group: a collective would fail otherwise
+    text = str(err.value)
+    assert "\n" not in text and "--skip" in text and "mtt (IPC 1): mtt is not class-separable" in text
+    assert "dm-bn (IPC 1): dm with batch norm" in text and "under kd: soft-label protocols" in text
+    assert "prerequisite 'experts' has not run" in text and f"dsdistill experts --out {tmp_path / 'experts'}" in text
+    assert not (tmp_path / "store").exists()
