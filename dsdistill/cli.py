@@ -124,7 +124,9 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
                                    "into P contiguous blocks, each process reads and distills only its classes "
                                    "(gloo on CPU, NCCL on GPUs), rank 0 writes the one set file (the same set as one "
                                    "process with the same seed), and each rank keeps OUT.rank{r}-of-{P}.ckpt; "
-                                   "methods whose objective couples the classes (class_separable False) refuse.")
+                                   "methods whose objective couples the classes (class_separable False, e.g. mtt) "
+                                   "refuse. CV-DD adds its BN-term statistics across the processes; its default joint "
+                                   "batching gives the same function, --set class_batching=per-class the same bytes.")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
     p.add_argument("--ipc", type=int, required=True, help="images per class")
