@@ -337,13 +337,13 @@ class CVDD(Synthesizer):
         pair = self._schedule[k]
         weights = self._voter_weights(pair).tolist()
         passes = [self._voter(member, batches) for member in pair]
+        labels = torch.tensor(classes, device=state.images.device).repeat_interleave(copies)
         loss = state.images.new_zeros(())
         terms = [0.0] * len(classes)
         for w, out in zip(weights, passes):
-            ce = [F.cross_entropy(logits, torch.full((copies,), c, device=logits.device), reduction="sum")
-                  for logits, c in zip(out.logits.split(copies), classes)]
-            loss = loss + w * (sum(ce) / samples)
-            terms = [t + w * v / samples for t, v in zip(terms, torch.stack(ce).tolist())]
+            ce = F.cross_entropy(out.logits, labels, reduction="none").view(len(classes), copies).sum(1)  # per class
+            loss = loss + w * (ce.sum() / samples)
+            terms = [t + w * v / samples for t, v in zip(terms, ce.tolist())]
         bn_total = 0.0
         if cfg.r_bn:
             moments = torch.cat([out.moments for out in passes], dim=1)
