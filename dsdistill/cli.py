@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .modelfolder import FolderKind
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
-SHARDED = {"distill", "evaluate", "compare"}  # commands that split their work across torchrun processes
+SHARDED = {"distill", "evaluate", "compare", "bench"}  # commands that split their work across torchrun processes
 
 
 def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
@@ -127,7 +127,9 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
                                    "into P contiguous blocks, each process reads and distills only its classes "
                                    "(gloo on CPU, NCCL on GPUs), rank 0 writes the one set file (the same set as one "
                                    "process with the same seed), and each rank keeps OUT.rank{r}-of-{P}.ckpt; "
-                                   "methods whose objective couples the classes (class_separable False) refuse.")
+                                   "methods whose objective couples the classes (class_separable False, e.g. mtt) "
+                                   "refuse. CV-DD adds its BN-term statistics across the processes; its default joint "
+                                   "batching gives the same function, --set class_batching=per-class the same bytes.")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
     p.add_argument("--ipc", type=int, required=True, help="images per class")
@@ -161,7 +163,8 @@ def run_distill(args: argparse.Namespace) -> int:
     method = cls(**{k: v for k, v in overrides.items() if v is not None})
     if args.iterations is None and args.minutes is None and getattr(cls, "schedules_itself", False):
         budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
-        print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
+        if is_main_process():
+            print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
     elif args.iterations is None and args.minutes is None:
         budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
         if is_main_process():
@@ -610,7 +613,14 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                    "training set under the same protocols and seeds. Each finished distillation and "
                                    "evaluation is one record in the store (written only when complete); a rerun skips "
                                    "what is stored and resumes an interrupted distillation from its checkpoint. "
-                                   "--import takes in results of benchmarks/accuracy.py instead of running a suite.")
+                                   "--import takes in results of benchmarks/accuracy.py instead of running a suite. "
+                                   "Under torchrun (`torchrun --nproc_per_node P -m dsdistill bench SUITE`) each "
+                                   "distillation splits its classes and each evaluation its (architecture x seed) "
+                                   "models across the P processes; rank 0 alone reads and writes the store (one "
+                                   "record per step, as one process writes). Steps that cannot be split (methods "
+                                   "that couple their classes such as mtt, soft-label protocols, prerequisites not "
+                                   "yet made) are refused before anything runs: --skip them here and run them in "
+                                   "one process.")
     p.add_argument("suite", nargs="?", help="suite file (.toml)")
     p.add_argument("--store", default=None, help="result store folder (default: benchmarks/results/store)")
     p.add_argument("--only", action="append", metavar="PATTERN", help="run only cells whose label matches (repeatable)")
@@ -626,6 +636,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from .bench import DEFAULT_STORE, Store, import_reports, load_suite, plan, run_suite, select_cells
     from .synthesizers import Interrupted
     store = Store(args.store or DEFAULT_STORE)
+    if args.import_dirs and torchrun_env() is not None:
+        raise ConfigError("`dsdistill bench --import` does not split its work across processes: run it in one "
+                          "process, without torchrun")
     if args.import_dirs:
         for folder in args.import_dirs:
             added, stored = import_reports(folder, store)
@@ -635,15 +648,19 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError("give a suite file, e.g. dsdistill bench benchmarks/suites/fmnist-cpu.toml")
     suite = load_suite(args.suite)
     if args.dry_run:
-        print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip))))
+        if is_main_process():
+            print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip))))
         return 0
-    try:
-        summary = run_suite(suite, store, only=args.only, skip=args.skip, device=_device(args),
-                            data_root=args.data_root, command=" ".join(["dsdistill", *args.argv]))
-    except Interrupted as stop:
-        print(f"dsdistill: {stop}; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(f"suite {suite.name}: {summary.line()}; store: {store.root}")
+    with init_world(args.device) as world:
+        try:
+            summary = run_suite(suite, store, only=args.only, skip=args.skip, device=world.device,
+                                data_root=args.data_root, command=" ".join(["dsdistill", *args.argv]), world=world)
+        except Interrupted as stop:
+            print(f"dsdistill: {world.describe() + ': ' if world.sharded else ''}{stop}; rerun the same command to "
+                  "resume", file=sys.stderr)
+            return 130
+    if world.is_main:
+        print(f"suite {suite.name}: {summary.line()}; store: {store.root}")
     return 0
 
 

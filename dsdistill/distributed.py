@@ -16,13 +16,15 @@ The seam, for any command or method whose work splits into independent items (a 
         mine = world.share(items)               # a contiguous block of the items, in item order
         results = [work(i) for i in mine]
         merged = world.all_gather(results)      # every rank: one entry per rank, in rank (= item) order
+        decided = world.broadcast(choice)       # rank 0's object (a decision, a record, a set) on every rank
         rows = world.gather_rows(tensor)        # big tensors: concatenated on rank 0, None elsewhere
+        total = world.ordered_sum(stats)        # small per-item rows summed in item order, on every rank
         if world.is_main: write the file
 
-Users today: `Synthesizer.fit(..., world=)` shares the classes (DM, DataDAM, NCFM), `evaluate(...,
-world=)` shares the (architecture x seed) models. CV-DD's recover can share its IPC indices
-(`world.share(range(ipc))`, then `gather_rows` and a class-major reorder on rank 0); a bench
-runner can pass `world=` to `evaluate`, or share its cells with `world.share(cells)`.
+Users today: `Synthesizer.fit(..., world=)` shares the classes (DM, DataDAM, NCFM, CV-DD; CV-DD's
+BatchNorm-statistics term, its one quantity over all classes, adds the classes' moments with
+`ordered_sum`), `evaluate(..., world=)` shares the (architecture x seed) models, and the bench runner
+does both for each cell of a suite, with rank 0 alone reading and writing the store.
 
 Contiguous blocks (not round-robin): concatenating the blocks in rank order restores item order, so
 merging needs no index bookkeeping; class costs are equal for every registered dataset, so the
@@ -94,6 +96,15 @@ class World:
         self._collective(what, dist.all_gather_object, out, obj)
         return out
 
+    def broadcast(self, obj: T, what: str = "broadcast") -> T:
+        """Rank 0's object on every rank (picklable, CPU tensors): what rank 0 alone decided or read."""
+        if not self.sharded:
+            return obj
+        import torch.distributed as dist
+        box = [obj if self.is_main else None]
+        self._collective(what, dist.broadcast_object_list, box, 0)
+        return box[0]
+
     def gather_rows(self, rows: torch.Tensor, what: str = "gather") -> torch.Tensor | None:
         """The ranks' tensors concatenated along dim 0 on rank 0 (None on the others). Point-to-point,
         so blocks may differ in length and rank 0 holds exactly the result, never a padded copy."""
@@ -112,6 +123,28 @@ class World:
             self._collective(what, dist.recv, buffer, src)
             parts.append(buffer)
         return torch.cat(parts).cpu()
+
+    def ordered_sum(self, rows: torch.Tensor, what: str = "ordered sum") -> torch.Tensor:
+        """The sum over dim 0 of every rank's rows, in item order, on every rank: 0 + r_0 + r_1 + ... added
+        left to right exactly as one process adds its rows, so the bits do not depend on the process count
+        (an all-reduce would add per-rank partial sums). Relayed: each rank adds its rows to the running sum
+        of the rank before and passes it on; the last rank broadcasts the total. P small messages in a row:
+        for per-item statistics (a few thousand numbers), not for big tensors."""
+        total = torch.zeros(rows.shape[1:], dtype=rows.dtype, device=rows.device)
+        if not self.sharded:
+            for row in rows:
+                total = total + row
+            return total
+        import torch.distributed as dist
+        total = total.to(self.device)
+        if self.rank > 0:
+            self._collective(what, dist.recv, total, self.rank - 1)
+        for row in rows.to(self.device):
+            total = total + row
+        if self.rank < self.size - 1:
+            self._collective(what, dist.send, total, self.rank + 1)
+        self._collective(what, dist.broadcast, total, self.size - 1)
+        return total.to(rows.device)
 
     def _collective(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -147,8 +180,16 @@ def is_main_process() -> bool:
 
 def threads_per_rank(local_size: int) -> int:
     """CPU ranks on one machine share its cores: cores // ranks (torchrun's own default is 1 thread)."""
-    if os.environ.get(THREADS_ENV):
-        return max(1, int(os.environ[THREADS_ENV]))
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"${THREADS_ENV} must be a whole number of torch threads per process, at least 1; "
+                              f"got {raw!r} (unset it for cores / local processes)")
+        return value
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, local_size))
 
@@ -183,9 +224,26 @@ def init_world(device: str | torch.device = "auto") -> Iterator[World]:
     else:
         torch.set_num_threads(threads_per_rank(local_size))
         backend = "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes()))
+    start_process_group(backend, rank, size)
     yield World(rank, size, dev, backend)
     dist.destroy_process_group()  # only after success: after a failure the process just exits
+
+
+def start_process_group(backend: str, rank: int, size: int) -> None:
+    """torch.distributed's env:// start, with its failures (no or bad MASTER_ADDR / MASTER_PORT, rank 0
+    unreachable, the peers not arriving in time) as one line: the C++ message alone names no variable."""
+    import torch.distributed as dist
+    timeout = timeout_minutes()
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout))
+    except (RuntimeError, ValueError, OSError) as err:  # DistNetworkError / DistStoreError are RuntimeErrors
+        first = re.sub(r"^\[[^\]]*\]\s*", "", (str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
+        where = f"{os.environ.get('MASTER_ADDR', '(unset)')}:{os.environ.get('MASTER_PORT', '(unset)')}"
+        raise DistributedError(
+            f"rank {rank} of {size} ({backend}): could not start the process group at MASTER_ADDR:MASTER_PORT "
+            f"{where} ({first}); launch with torchrun, which sets both (on several machines: the same reachable "
+            f"--rdzv-endpoint HOST:PORT on each; peers more than ${TIMEOUT_ENV} = {timeout:g} minutes apart time out)"
+        ) from None
 
 
 def load_shard(world: World, name: str, root: str | os.PathLike | None = None, *, zca: bool = False,

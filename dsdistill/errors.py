@@ -32,4 +32,5 @@ class DivergedError(DsdistillError):
 
 
 class DistributedError(DsdistillError):
-    """Under torchrun: a collective failed because another rank died or hung (checkpoints are kept)."""
+    """Under torchrun: the process group could not start (bad MASTER_ADDR / MASTER_PORT, rank 0 unreachable), or
+    a collective failed because another rank died or hung (checkpoints are kept)."""

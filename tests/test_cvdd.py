@@ -14,7 +14,8 @@ from dsdistill.committee import load_committee
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
 from dsdistill.synthesizers import Budget, create_synthesizer, resolve_method
-from dsdistill.synthesizers.cvdd import CVDD, index_bounds, voter_logits_and_bn, voter_schedule
+from dsdistill.synthesizers.cvdd import (CVDD, bn_loss_from_moments, index_bounds, voter_logits_and_bn,
+                                         voter_pass, voter_schedule)
 from dsdistill.synthesizers.losses import bn_statistics_loss
 from dsdistill.teacher import prior_weights
 
@@ -33,7 +34,7 @@ def test_defaults_are_the_official_recover_and_relabel():
     assert (c.voters, c.schedule, c.iterations_per_ipc, c.relabel_temperature, c.jitter) == (2, "auto", 4000, 10.0, 4)
     assert (tuple(c.rrc_scale), c.init, c.candidates, c.relabel, c.relabel_teachers) == \
         ((0.08, 1.0), "medium", 300, "online", "committee")
-    assert CVDD.needs_teacher and not CVDD.class_separable and CVDD.supports_view
+    assert CVDD.needs_teacher and CVDD.class_separable and CVDD.supports_view
     single = create_synthesizer("cvdd.single").config
     assert (single.voters, single.schedule, single.relabel_teachers) == (1, "top", "voters")
     assert resolve_method("cvdd.fmnist-cpu")[1] == {"iterations_per_ipc": 500}
@@ -80,6 +81,31 @@ def test_bn_loss_formula_and_hook():
     assert bn.item() == pytest.approx(0.0, abs=1e-5)
     _, bn = voter_logits_and_bn(model, x + 1.0, 10.0)
     assert bn.item() > 0.1 and not model[1]._forward_hooks  # hooks are removed after each call
+
+
+def test_class_moments_add_up_to_the_batch_statistics(tiny_real):
+    """CV-DD's BN term is computed from per-class moments (so a torchrun rank can hold only its classes' images):
+    the same loss as the batch's own mean and variance, and joint or per-class passes are the same function."""
+    model = load_committee(tiny_committee_dir(), tiny_real).members[0].model
+    x = tiny_real.train.images[::6][:8]  # 4 classes x 2 images, class-major
+    inputs = []
+    handles = [m.register_forward_hook(lambda mod, i, o: inputs.append((i[0], mod))) for m in model.modules()
+               if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    direct = bn_statistics_loss([i.mean((0, 2, 3)) for i, _ in inputs], [i.var((0, 2, 3), unbiased=False) for i, _ in inputs],
+                                [m.running_mean for _, m in inputs], [m.running_var for _, m in inputs], 10.0)
+    blocks = voter_pass(model, x, groups=4)
+    assert blocks.moments.shape[0] == 4 and blocks.moments.dtype == torch.float64
+    assert bn_loss_from_moments(blocks.moments.sum(0), 4, blocks, 10.0).item() == pytest.approx(direct.item(), rel=1e-5)
+    assert voter_logits_and_bn(model, x, 10.0)[1].item() == pytest.approx(direct.item(), rel=1e-5)
+    joint = cvdd(init="real", flip=True).fit(tiny_real, 2, seed=1, budget=Budget(iterations=4))
+    per_class = cvdd(init="real", flip=True, class_batching="per-class").fit(tiny_real, 2, seed=1,
+                                                                            budget=Budget(iterations=4))
+    assert torch.allclose(joint.images, per_class.images, atol=1e-4)
+    assert not torch.equal(joint.images, cvdd(init="real", flip=True).init_images(tiny_real, 2, 1))
 
 
 def test_each_ipc_index_is_optimised_in_its_own_iterations(tiny_real, monkeypatch):
@@ -160,6 +186,8 @@ def test_bad_input_is_clear(tiny_real, tmp_path):
         cvdd(priors=(50.0,)).fit(tiny_real, 1, budget=Budget(iterations=1))
     with pytest.raises(ConfigError, match="relabel"):
         cvdd(relabel="files").fit(tiny_real, 1, budget=Budget(iterations=1))
+    with pytest.raises(ConfigError, match="class_batching must be one of joint, per-class"):
+        cvdd(class_batching="each").fit(tiny_real, 1, budget=Budget(iterations=1))
     with pytest.warns(UserWarning, match="later IPC indices"):
         cvdd(init="real", iterations_per_ipc=1).fit(tiny_real, 1, budget=Budget(minutes=1))
 

@@ -14,8 +14,8 @@ import torch
 
 from dsdistill.cli import main
 from dsdistill.data import load_dataset, write_fake
-from dsdistill.distributed import World, init_world, load_shard
-from dsdistill.errors import CheckpointError, ConfigError
+from dsdistill.distributed import World, init_world, load_shard, threads_per_rank
+from dsdistill.errors import CheckpointError, ConfigError, DistributedError
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
 from dsdistill.synthesizers.dm import DM
@@ -25,11 +25,21 @@ ROOT = TESTS.parent
 SMALL = {"width": 8, "batch_real": 4}
 
 
-def torchrun(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    """Two gloo processes on a free port, one torch thread each; they import this checkout's dsdistill."""
+HANG_GUARD = 600  # seconds; see torchrun()
+
+
+def torchrun(*argv: str) -> subprocess.CompletedProcess:
+    """Two gloo processes, one torch thread each, importing this checkout's dsdistill.
+
+    How long the job takes is not bounded: it is 10 s on an idle machine and grows with whatever else runs
+    on its 2 cores (84 s measured beside 7 copies of itself). A hang is bounded by what detects one: a rank
+    waiting on a dead or hung peer fails with DistributedError after $DSDISTILL_DIST_TIMEOUT (1 minute here,
+    longer than any rank's work between two exchanges), so the job exits by itself; HANG_GUARD only catches a
+    launcher that never returns. `--standalone` rendezvous binds an OS-given port (port 0) and the ranks use
+    that bound store, so concurrent launches cannot collide on a port."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DSDISTILL_DIST_TIMEOUT": "1", "DSDISTILL_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *argv], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+                           *argv], capture_output=True, text=True, timeout=HANG_GUARD, env=env, cwd=ROOT)
 
 
 def test_blocks_partition_the_items_in_order():
@@ -102,6 +112,43 @@ def test_a_non_separable_method_refuses_under_torchrun(fake_fmnist_root, tmp_pat
     assert code == 2 and err.count("\n") == 1 and "`dsdistill pool` does not split its work" in err
 
 
+def test_a_process_group_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    with pytest.raises(DistributedError, match=r"rank 1 of 2 \(gloo\): could not start .* MASTER_ADDR expected"):
+        with init_world("cpu"):
+            pass
+    code = main(["evaluate", str(tmp_path / "set.h5"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("dsdistill: error: rank 1 of 2 (gloo): could not start") and "torchrun" in err
+    # rank 0 unreachable (nothing listens there): the same error once the collective timeout has passed
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("DSDISTILL_DIST_TIMEOUT", "0.02")
+    with pytest.raises(DistributedError, match=f"127.0.0.1:{port}"):
+        with init_world("cpu"):
+            pass
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_thread_count_names_the_variable(monkeypatch, capsys, tmp_path, value):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("DSDISTILL_THREADS", value)
+    code = main(["evaluate", str(tmp_path / "set.h5"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "$DSDISTILL_THREADS must be a whole number" in err and repr(value) in err
+    monkeypatch.setenv("DSDISTILL_THREADS", "3")
+    assert threads_per_rank(2) == 3
+
+
 @dataclass(frozen=True)
 class MirrorWorld(World):
     """Rank 0 of 2 whose partner mirrors every exchange, except that it reports `partner` as its
@@ -152,13 +199,31 @@ def roots(tmp_path_factory):
     return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
 
 
-def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path, one_thread):
-    out = tmp_path / "sharded.json"
-    proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out))
+@pytest.fixture(scope="module")
+def committee(roots, tmp_path_factory):
+    """CV-DD's committee for the fake Fashion-MNIST: two narrow BN ConvNets, one epoch each."""
+    from dsdistill.committee import build_committee, parse_members
+    from dsdistill.pretrain import RealTrainConfig
+    folder = tmp_path_factory.mktemp("committee")
+    build_committee(load_dataset("fashion-mnist", roots), folder,
+                    parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 1), holdout=1,
+                    config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def sharded(roots, committee, tmp_path_factory):
+    """dist_worker.py under 2 gloo processes, once for the module: what rank 0 got."""
+    out = tmp_path_factory.mktemp("sharded") / "sharded.json"
+    proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out), committee)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(out.read_text())
-    assert got["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] == got["train_labels"]
     sys.path.insert(0, str(TESTS))
+    return json.loads(out.read_text())
+
+
+def test_two_gloo_processes_give_the_one_process_set_and_report(sharded, roots, one_thread):
+    got = sharded
+    assert got["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] == got["train_labels"]
     from dist_worker import METHODS
     real = load_dataset("fashion-mnist", roots)
     for key, options in METHODS.items():
@@ -169,6 +234,30 @@ def test_two_gloo_processes_give_the_one_process_set_and_report(roots, tmp_path,
     synset = create_synthesizer("random").fit(real, 2, seed=0)
     report = evaluate(synset, "smoke", archs=["convnet", "mlp", "lenet"], data=real, device="cpu")
     assert got["report"] == [[r.arch, r.seeds, r.accuracies, r.path] for r in report.results]
+
+
+def test_cvdd_splits_its_classes_and_keeps_the_batch_norm_term(sharded, roots, committee, one_thread):
+    """Each rank recovers its classes' images; the BN term's statistics over all classes travel between the
+    ranks as per-class moments. Per-class batching gives one process's bytes (medium init, --flip, stored
+    soft labels made on rank 0), the default joint batching the same function."""
+    from dist_worker import CVDD
+    real = load_dataset("fashion-mnist", roots)
+    for key, options in CVDD.items():
+        one = create_synthesizer("cvdd", committee=committee, **options).fit(real, 2, seed=3,
+                                                                           budget=Budget(iterations=4))
+        assert one.distill_iterations == 4 and len(one.extra["loss_curve"]["loss"]) == 4
+        if "joint" not in key:
+            assert one.soft_labels is not None
+            assert sharded[key]["sha"] == one.payload_sha256(), key
+            assert sharded[key]["loss"] == one.extra["loss_curve"]["loss"], key
+        else:
+            images = torch.tensor(sharded[key]["images"]).view_as(one.images)
+            assert torch.allclose(images, one.images, atol=1e-4), (images - one.images).abs().max()
+            assert sharded[key]["loss"] == pytest.approx(one.extra["loss_curve"]["loss"], rel=1e-5)
+    # without the exchanged BN term a rank would optimise another objective: the term matters here
+    no_bn = create_synthesizer("cvdd", committee=committee, r_bn=0.0, **CVDD["cvdd"]).fit(
+        real, 2, seed=3, budget=Budget(iterations=4))
+    assert no_bn.payload_sha256() != sharded["cvdd"]["sha"]
 
 
 KILLER = textwrap.dedent("""
@@ -205,3 +294,84 @@ def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(roots, 
     assert main(argv(single)) == 0
     from dsdistill.synset import SyntheticSet
     assert SyntheticSet.load(out).payload_sha256() == SyntheticSet.load(single).payload_sha256()
+
+
+BENCH = textwrap.dedent("""
+    import dataclasses, sys
+    from dsdistill.cli import main
+    from dsdistill.evaluate.protocols import PROTOCOLS, SMOKE
+    PROTOCOLS.register("smoke-2")(dataclasses.replace(SMOKE, name="smoke-2", seeds=(0, 1), model_options=(("width", 8),)))
+    sys.exit(main(sys.argv[1:]))
+""")
+SUITE = """
+name = "tiny-dist"
+ipcs = [1]
+seeds = [0]
+protocols = ["smoke-2"]
+references = ["random", "whole"]
+
+[[methods]]
+method = "dm"
+iterations = 2
+set = { width = 8, batch_real = 4 }
+"""
+
+
+def test_bench_under_two_processes_writes_the_one_process_records(roots, tmp_path, monkeypatch, one_thread):
+    """A 2-model protocol (one model per rank), a class-sharded DM cell, a selection made on rank 0 and the whole
+    training set: the records of one process, written once, by rank 0."""
+    import dataclasses
+    from dsdistill.bench import Store, load_suite, run_suite
+    from dsdistill.evaluate.protocols import PROTOCOLS, SMOKE
+    monkeypatch.setitem(PROTOCOLS._items, "smoke-2",
+                        dataclasses.replace(SMOKE, name="smoke-2", seeds=(0, 1), model_options=(("width", 8),)))
+    (tmp_path / "suite.toml").write_text(SUITE)
+    (tmp_path / "bench.py").write_text(BENCH)
+    proc = torchrun(str(tmp_path / "bench.py"), "bench", str(tmp_path / "suite.toml"), "--store", str(tmp_path / "two"),
+                    "--data-root", roots, "--device", "cpu", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("suite tiny-dist: 3 sets made, 3 evaluations run") == 1, proc.stdout
+    run_suite(load_suite(tmp_path / "suite.toml"), Store(tmp_path / "one"), device="cpu", data_root=roots,
+              command="test", log=lambda line: None)
+    one, two = Store(tmp_path / "one"), Store(tmp_path / "two")
+    for kind in ("distill", "eval"):
+        assert [r["key"] for r in two.records(kind)] == [r["key"] for r in one.records(kind)] and one.records(kind)
+    for a, b in zip(one.records("distill"), two.records("distill")):
+        assert (a["label"], a["set_sha256"]) == (b["label"], b["set_sha256"])
+        assert b["device"] == "cpu x2 processes (gloo)"
+    for a, b in zip(one.records("eval"), two.records("eval")):
+        assert len(b["report"]["results"][0]["accuracies"]) == 2
+        assert a["report"]["results"][0]["accuracies"] == b["report"]["results"][0]["accuracies"], a["label"]
+    files = sorted(p.name for p in (tmp_path / "two").rglob("*") if p.is_file() and "sets" in p.parts)
+    assert len(files) == 2 and not any("ckpt" in name for name in files)  # dm and random; whole is never copied
+
+
+def test_bench_refuses_what_it_cannot_split_before_anything_runs(roots, tmp_path):
+    from dsdistill.bench import Store, parse_suite
+    from dsdistill.bench.runner import Runner
+    suite = parse_suite(SUITE.replace('protocols = ["smoke-2"]', 'protocols = ["smoke", "kd"]') + textwrap.dedent("""
+        [[prerequisites]]
+        name = "experts"
+        command = "dsdistill experts --out {experts}"
+        creates = "{experts}/experts.json"
+
+        [[methods]]
+        method = "mtt"
+        iterations = 2
+        set = {{ experts = "{experts}" }}
+        requires = ["experts"]
+
+        [[methods]]
+        method = "dm"
+        label = "dm-bn"
+        iterations = 2
+        set = {{ width = 8, batch_real = 4, norm = "batch" }}
+        """).format(experts=tmp_path / "experts"), "s.toml")
+    runner = Runner(suite, Store(tmp_path / "store"), data_root=roots, world=World(0, 2))
+    with pytest.raises(ConfigError) as err:
+        runner.run(list(suite.cells))  # World(0, 2) has no process group: a collective would fail otherwise
+    text = str(err.value)
+    assert "\n" not in text and "--skip" in text and "mtt (IPC 1): mtt is not class-separable" in text
+    assert "dm-bn (IPC 1): dm with batch norm" in text and "under kd: soft-label protocols" in text
+    assert "prerequisite 'experts' has not run" in text and f"dsdistill experts --out {tmp_path / 'experts'}" in text
+    assert not (tmp_path / "store").exists()

@@ -3,6 +3,13 @@ each protocol (or find the score), and write one record per completed step.
 
 A rerun skips every stored step. An interrupted distillation resumes from the synthesizer's checkpoint
 (next to the set file); an interrupted evaluation starts again. Nothing is recorded before it is complete.
+
+Under torchrun (`world` sharded) every rank walks the same cells: a distillation splits its classes across the
+ranks (Synthesizer.fit(world=)), an evaluation its (architecture x seed) models (evaluate(world=)). Rank 0 alone
+reads the store, decides what is stored, makes the selections, and writes sets and records; it broadcasts each
+decision and set, so the ranks never disagree about what runs next (a record rank 0 has just written could
+otherwise be seen by one rank and not by another). What cannot be split is refused before anything runs: a
+method or configuration that couples its classes, soft-label protocols, a prerequisite not yet made.
 """
 from __future__ import annotations
 
@@ -17,10 +24,11 @@ import torch
 from .._device import resolve_device
 from .._progress import progress
 from ..data import RealData, load_dataset
+from ..distributed import World
 from ..errors import ConfigError
 from ..evaluate import evaluate, get_protocol
 from ..synset import SyntheticSet
-from .store import Store, eval_key, measure, provenance
+from .store import Store, Usage, eval_key, measure, provenance
 from .suite import Cell, Prerequisite, Suite
 
 
@@ -73,15 +81,65 @@ def plan(suite: Suite, store: Store, cells: list[Cell]) -> list[str]:
 
 class Runner:
     def __init__(self, suite: Suite, store: Store, *, device: str | torch.device = "auto",
-                 data_root: str | None = None, command: str = "", log: Callable[[str], None] = print) -> None:
-        self.suite, self.store, self.data_root, self.command, self.log = suite, store, data_root, command, log
-        self.device = resolve_device(device)
+                 data_root: str | None = None, command: str = "", log: Callable[[str], None] = print,
+                 world: World | None = None) -> None:
+        self.world = world or World()
+        self.suite, self.store, self.data_root, self.command = suite, store, data_root, command
+        self.log = log if self.world.is_main else (lambda line: None)
+        self.device = self.world.device if self.world.sharded else resolve_device(device)
         self._data: dict[str, RealData] = {}
 
     def real(self, dataset: str) -> RealData:
         if dataset not in self._data:
             self._data[dataset] = load_dataset(dataset, self.data_root, device=self.device)
         return self._data[dataset]
+
+    def shard(self, dataset: str) -> RealData:
+        """The classes this rank distills (all of them in one process); evaluation needs the whole test split
+        and selections the whole train split, so each rank holds the dataset once and keeps its block."""
+        real = self.real(dataset)
+        return real if not self.world.sharded else real.subset(list(self.world.block(real.num_classes)))
+
+    def from_main(self, read: Callable[[], Any], what: str) -> Any:
+        """What rank 0 reads or decides, on every rank."""
+        return self.world.broadcast(read() if self.world.is_main else None, what)
+
+    def _device_name(self) -> str:
+        world = self.world
+        return str(self.device) if not world.sharded else f"{self.device.type} x{world.size} processes ({world.backend})"
+
+    def _peak(self, usage: Usage) -> tuple[float | None, str | None]:
+        """The largest process's peak memory (every rank holds a share of the work and the whole dataset)."""
+        peaks = self.world.all_gather(usage.peak_memory_mib, "gathering the peak memory")
+        known = [p for p in peaks if p is not None]
+        return (max(known) if known else None), usage.memory_kind
+
+    def check(self, cells: list[Cell]) -> None:
+        """Under torchrun: refuse, before any work, what the ranks cannot split. Each rank checks alone (no
+        collective): the store is read before anyone writes, so every rank sees the same."""
+        if not self.world.sharded:
+            return
+        problems, missing = [], set()
+        for cell in cells:
+            stored = self.store.get("distill", cell.key)
+            if stored is None and cell.kind == "synthesis":
+                problem = cell.build().shard_problem(self.shard(cell.dataset))
+                if problem:
+                    problems.append(f"{cell.label} (IPC {cell.ipc}): {problem}")
+                missing |= {name for name in cell.requires if not Path(self.suite.prerequisites[name].creates).exists()}
+            for name in cell.protocols:
+                protocol = get_protocol(name)
+                done = stored is not None and self.store.has("eval", eval_key(stored["set_sha256"], protocol.hash))
+                if protocol.label_mode == "soft" and not done:
+                    problems.append(f"{cell.label} (IPC {cell.ipc}) under {name}: soft-label protocols are not split "
+                                    "across processes yet")
+        for name in sorted(missing):
+            problems.append(f"prerequisite {name!r} has not run (it does not split its work): run "
+                            f"`{self.suite.prerequisites[name].command}` first, in one process")
+        if problems:
+            raise ConfigError(f"under torchrun ({self.world.size} processes) {len(problems)} step(s) of this suite "
+                              f"cannot be split: {'; '.join(dict.fromkeys(problems))}. Leave them out with --skip "
+                              "LABEL (or --only) and run them in one process, without torchrun")
 
     def ensure(self, prerequisite: Prerequisite) -> None:
         if Path(prerequisite.creates).exists():
@@ -94,26 +152,37 @@ class Runner:
 
     def make(self, cell: Cell, summary: Summary) -> tuple[dict[str, Any], SyntheticSet | None]:
         """The cell's distillation record, making (or resuming) the set when the store lacks it."""
-        record = self.store.get("distill", cell.key)
+        world = self.world
+        record = self.from_main(lambda: self.store.get("distill", cell.key), "reading the store")
         if record is not None:
             summary.skipped.append(f"make {cell.label} IPC {cell.ipc} seed {cell.seed}")
             return record, None
         for name in cell.requires:
-            self.ensure(self.suite.prerequisites[name])
-        real, method = self.real(cell.dataset), cell.build()
+            self.ensure(self.suite.prerequisites[name])  # under torchrun check() found them made
+        method = cell.build()
         path = self.store.set_file(cell.dataset, cell.file_stem())
         ckpt = Path(f"{path}.ckpt")
+        mine = world.checkpoint_path(ckpt)  # OUT.ckpt, or one per rank under torchrun
         kwargs: dict[str, Any] = {}
         if cell.kind == "synthesis":
-            kwargs = {"budget": cell.budget(), "checkpoint": ckpt, "resume": ckpt.exists()}
-            if ckpt.exists():
-                self.log(f"resuming {cell.label} IPC {cell.ipc} seed {cell.seed} from {display_path(ckpt)}")
+            resume = all(world.all_gather(mine.exists(), "comparing the ranks' checkpoints"))
+            kwargs = {"budget": cell.budget(), "checkpoint": ckpt, "resume": resume, "world": world}
+            if resume:
+                self.log(f"resuming {cell.label} IPC {cell.ipc} seed {cell.seed} from {display_path(ckpt)}"
+                         + (f" ({world.size} rank checkpoints)" if world.sharded else ""))
         with measure(self.device) as usage:
-            synset = method.fit(real, cell.ipc, seed=cell.seed, **kwargs)
+            if cell.kind == "synthesis":
+                synset = method.fit(self.shard(cell.dataset), cell.ipc, seed=cell.seed, **kwargs)
+            elif cell.kind == "whole" or world.is_main:  # whole: the data itself, on every rank
+                synset = method.fit(self.real(cell.dataset), cell.ipc, seed=cell.seed)
+            else:
+                synset = None
+            if cell.kind != "whole":
+                synset = self.from_main(lambda: synset, "sharing the set")
+        peak, memory_kind = self._peak(usage)
+        summary.made.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed}")
         synset.extra.update(command=self.command, suite=self.suite.name, label=cell.label)
         whole = cell.kind == "whole"
-        if not whole:      # the whole training set is the dataset itself: never copied into the store
-            synset.save(path)
         record = {
             "kind": "distill", "key": cell.key, "recipe": cell.recipe(), "suite": self.suite.name,
             "label": cell.label, "method": synset.method, "spec": cell.method, "family": cell.kind,
@@ -122,20 +191,25 @@ class Runner:
             "set_path": f"whole:{cell.dataset}" if whole else display_path(path),
             "stored_images": len(synset.images), "distill_seconds": synset.distill_seconds or usage.wall_seconds,
             "distill_iterations": synset.distill_iterations, "wall_seconds": usage.wall_seconds,
-            "peak_memory_mib": usage.peak_memory_mib, "memory_kind": usage.memory_kind, "device": str(self.device),
+            "peak_memory_mib": peak, "memory_kind": memory_kind, "device": self._device_name(),
             **provenance(self.command),
         }
-        self.store.put(record)
-        ckpt.unlink(missing_ok=True)
-        summary.made.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed}")
+        if world.is_main:
+            if not whole:  # the whole training set is the dataset itself: never copied into the store
+                synset.save(path)
+            self.store.put(record)
+        self.from_main(lambda: True, "recording the set")  # every rank keeps its checkpoint until the record exists
+        for done in (mine, Path(f"{mine}.prev")):
+            done.unlink(missing_ok=True)
         return record, synset
 
     def load_set(self, record: dict[str, Any]) -> SyntheticSet:
+        """A stored set (read by rank 0 and shared); the whole training set is the data itself, on every rank."""
         if record["family"] == "whole":
             from ..synthesizers import create_synthesizer
             synset = create_synthesizer("whole").fit(self.real(record["dataset"]))
         else:
-            synset = SyntheticSet.load(record["set_path"])
+            synset = self.from_main(lambda: SyntheticSet.load(record["set_path"]), "sharing the stored set")
         if synset.payload_sha256() != record["set_sha256"]:
             raise ConfigError(f"{record['set_path']} no longer matches its record (sha256 differs); "
                               f"delete {self.store.path('distill', record['key'])} to make it again")
@@ -145,28 +219,32 @@ class Runner:
         for name in cell.protocols:
             protocol = get_protocol(name)
             key = eval_key(record["set_sha256"], protocol.hash)
-            if self.store.has("eval", key):
+            if self.from_main(lambda: self.store.has("eval", key), "reading the store"):
                 summary.skipped.append(f"score {cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
                 continue
             synset = synset or self.load_set(record)
             with measure(self.device) as usage:
                 report = evaluate(synset, protocol, data=self.real(cell.dataset), device=self.device,
-                                  set_path=record["set_path"])
+                                  set_path=record["set_path"], world=self.world)
+            peak, memory_kind = self._peak(usage)
+            summary.scored.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
+            if not self.world.is_main:
+                continue
             self.store.put({
                 "kind": "eval", "key": key, "set_sha256": record["set_sha256"], "distill_key": record["key"],
                 "protocol": protocol.name, "protocol_version": protocol.version, "protocol_hash": protocol.hash,
                 "label_mode": protocol.label_mode, "dataset": cell.dataset, "label": cell.label,
                 "method": record["method"], "family": record["family"], "ipc": cell.ipc, "seed": cell.seed,
                 "report": report.to_json(), "wall_seconds": usage.wall_seconds,
-                "peak_memory_mib": usage.peak_memory_mib, "memory_kind": usage.memory_kind,
-                "device": str(self.device), **provenance(self.command),
+                "peak_memory_mib": peak, "memory_kind": memory_kind,
+                "device": self._device_name(), **provenance(self.command),
             })
             r = report.results[0]
             self.log(f"{cell.label} IPC {cell.ipc or 'all'} seed {cell.seed} under {name}: "
                      f"{100 * r.mean:.2f} ± {100 * r.std:.2f}")
-            summary.scored.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
 
     def run(self, cells: list[Cell]) -> Summary:
+        self.check(cells)
         summary = Summary()
         for cell in progress(cells, desc=f"suite {self.suite.name}", unit="cell"):
             record, synset = self.make(cell, summary)

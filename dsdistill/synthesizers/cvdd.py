@@ -4,8 +4,8 @@ relabel stages with a committee of models trained on the REAL data (`dsdistill c
 Recover, per IPC index k (the images (c, k) of every class form one batch, one image per class): a pair of voters
 fixed for that index, weighted w = softmax(prior / 5); loss = sum_m w_m * (CE(f_m(x~), y) + 0.01 * BN_m(x~)), where
 BN_m matches the batch mean/variance at every BatchNorm input to its running statistics (first layer x10); x~ is a
-random-resized-crop + flip (none for digits) + jitter of the batch, drawn PER IMAGE (the official code draws one crop
-and one flip per batch: reference/cvdd_fyi.md A8.4, not copied); Adam (0.25, betas 0.5/0.9) with cosine decay to 0
+random-resized-crop + flip (none for digits) + jitter of the batch, drawn PER IMAGE from a generator per (class,
+iteration) (the official code draws one crop and one flip per batch: reference/cvdd_fyi.md A8.4, not copied); Adam (0.25, betas 0.5/0.9) with cosine decay to 0
 over the index's iterations, state reset per index; pixels clamped to the valid range; real-image initialisation of
 medium difficulty. Relabel: soft labels of the prior-weighted committee ensemble (softmax(prior / 10)), either stored
 in the set file (static, one per image) or, by default, produced online at evaluation for every crop by the
@@ -21,6 +21,14 @@ Voter schedule (reference A2), `schedule=auto`: IPC 1 -> the top-2 members by pr
 and ImageNet-1K; its CIFAR-10/100 pairs name architectures we do not train); IPC 50 and above -> a seeded random pair
 per index (official: unseeded random.sample); otherwise -> walk through all C(M, 2) pairs in order (official IPC 10:
 the ten pairs of five members), wrapping when IPC exceeds the pair count (ours: the reference defines IPC 1, 10, 50).
+
+Split across torchrun processes by class (like DM): each rank recovers only its classes' images and reads only their
+real data. The voters run in eval mode, so each image's logits and CE depend on it alone; the BN term's batch mean
+and variance are the one quantity over all classes, and they are computed from per-class moments (mean and mean
+square at every BN input) summed in class order over the ranks (World.ordered_sum): the whole batch's statistics, so
+no configuration couples the classes beyond what the ranks exchange, and none is refused. With class_batching=
+per-class a sharded run gives a one-process run's bytes (same seed, same threads per process); with joint (the
+default) each voter sees a rank's classes in one batch: the same function, not always the same bits.
 
 Differences from the official code, all ours: images are stored as float32 in normalised space (official: 8-bit JPEG);
 the budget is split evenly over the IPC indices (official: 4000 per index, our default too); the medium-difficulty
@@ -44,11 +52,13 @@ from torch import Tensor, nn
 from .._seed import make_generator
 from ..augment.crops import RRC_SCALE, jitter, random_resized_crop
 from ..data import RealData
+from ..distributed import World
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..teacher import RELABEL_TEMPERATURE, Teacher, prior_weights
 from .base import Budget, State, SynthConfig, Synthesizer
 from .losses import bn_statistics_loss
+from .sharding import sum_in_order
 from .registry import register
 
 SCHEDULES = ("auto", "top", "cycle", "random")
@@ -81,25 +91,30 @@ class CVDDConfig(SynthConfig):
                                       # "stored" (ours): one static label per image in the file, eval-mode BN
     relabel_teachers: str = "committee"  # CV-DD: the whole committee; "voters": only members that voted (SRe2L++)
     relabel_temperature: float = RELABEL_TEMPERATURE  # CV-DD relabel: softmax(prior / 10)
+    class_batching: str = "joint"     # ours: "joint" (each voter sees the held classes in one batch, as CV-DD) or
+                                      # "per-class" (one forward per class: the same function, about 2x slower with
+                                      # VGG/ResNet voters on a CPU, and byte-identical for any number of torchrun
+                                      # processes, since CPU kernels may pick their summation order by batch size)
     dsa: bool = False                 # unused by CV-DD (its augmentation is RRC/flip/jitter above)
 
 
 class _BNRecorder:
-    """Forward hooks on every BatchNorm: the batch mean and biased variance of its input, in call order."""
+    """Forward hooks on every BatchNorm: per-channel moments of its input, in call order, for each of `groups`
+    equal blocks of the batch (the classes): the mean and the mean square, float64, as [groups, 2 x channels]."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.means: list[Tensor] = []
-        self.variances: list[Tensor] = []
+    def __init__(self, model: nn.Module, groups: int = 1) -> None:
+        self.groups = groups
+        self.moments: list[Tensor] = []
         self.running_means: list[Tensor] = []
         self.running_vars: list[Tensor] = []
         self._handles = [m.register_forward_hook(self._hook) for m in model.modules()
                          if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        x = inputs[0]
-        dims = [0] + list(range(2, x.dim()))
-        self.means.append(x.mean(dims))
-        self.variances.append(x.var(dims, unbiased=False))
+        x = inputs[0].reshape(self.groups, -1, *inputs[0].shape[1:])
+        dims = [1] + list(range(3, x.dim()))
+        mean, var = x.mean(dims).double(), x.var(dims, unbiased=False).double()
+        self.moments.append(torch.cat([mean, var + mean ** 2], dim=1))
         self.running_means.append(module.running_mean)
         self.running_vars.append(module.running_var)
 
@@ -108,15 +123,45 @@ class _BNRecorder:
             h.remove()
 
 
-def voter_logits_and_bn(model: nn.Module, x: Tensor, first_multiplier: float) -> tuple[Tensor, Tensor]:
-    """A frozen voter's logits on x and its BN-statistics loss (SRe2L's BNFeatureHook, as a scoped hook)."""
-    recorder = _BNRecorder(model)
+@dataclass
+class VoterPass:
+    """What a frozen voter says about a batch of class blocks."""
+    logits: Tensor               # [batch, classes]
+    moments: Tensor              # [blocks, sum over BN layers of 2 x channels] float64 (see _BNRecorder)
+    sizes: list[int]             # each BN layer's share of the moments' columns
+    running_means: list[Tensor]
+    running_vars: list[Tensor]
+
+
+def voter_pass(model: nn.Module, x: Tensor, groups: int = 1) -> VoterPass:
+    """A frozen voter's logits on x (`groups` equal class blocks) and each block's BN-input moments, scoped hooks."""
+    recorder = _BNRecorder(model, groups)
     try:
         logits = model(x)
     finally:
         recorder.close()
-    return logits, bn_statistics_loss(recorder.means, recorder.variances, recorder.running_means,
-                                      recorder.running_vars, first_multiplier)
+    moments = torch.cat(recorder.moments, dim=1) if recorder.moments else x.new_zeros(groups, 0, dtype=torch.float64)
+    return VoterPass(logits, moments, [m.shape[1] for m in recorder.moments], recorder.running_means,
+                     recorder.running_vars)
+
+
+def bn_loss_from_moments(total: Tensor, blocks: int, voter: VoterPass, first_multiplier: float) -> Tensor:
+    """The BN-statistics loss of the whole batch from its blocks' moments summed (`total`, over `blocks` equal
+    blocks): mean = E[x], biased variance = E[x^2] - E[x]^2, in float64."""
+    means, variances = [], []
+    for part in (total / blocks).split(voter.sizes):
+        mean, square = part.chunk(2)
+        means.append(mean.float())
+        variances.append((square - mean ** 2).float())
+    if not means:
+        return total.new_zeros((), dtype=torch.float32)
+    return bn_statistics_loss(means, variances, voter.running_means, voter.running_vars, first_multiplier)
+
+
+def voter_logits_and_bn(model: nn.Module, x: Tensor, first_multiplier: float) -> tuple[Tensor, Tensor]:
+    """A frozen voter's logits on x and its BN-statistics loss over the batch (SRe2L's BNFeatureHook)."""
+    out = voter_pass(model, x)
+    return out.logits, bn_loss_from_moments(out.moments.sum(0), 1, out, first_multiplier)
 
 
 def voter_schedule(priors: list[float], ipc: int, voters: int, schedule: str, seed: int) -> list[list[int]]:
@@ -147,7 +192,8 @@ def index_bounds(total: int, ipc: int) -> list[int]:
 class CVDD(Synthesizer):
     Config = CVDDConfig
     needs_teacher = True
-    class_separable = False      # BN statistics are taken over a batch of all classes
+    class_separable = True       # the BN term's batch statistics, its only quantity over all classes, are added up
+                                 # from per-class moments, across torchrun processes too (World.ordered_sum)
     schedules_itself = True      # without --iterations the run is iterations_per_ipc x IPC
     PRESETS = {
         "paper": {"iterations_per_ipc": 4000},
@@ -168,6 +214,7 @@ class CVDD(Synthesizer):
         if real.zca is not None:
             raise ConfigError("cvdd works in normalised space (its committee and BN statistics live there); drop --zca")
         for key, value, valid in (("weighting", cfg.weighting, ("prior", "equal")),
+                                  ("class_batching", cfg.class_batching, ("joint", "per-class")),
                                   ("relabel", cfg.relabel, ("stored", "online")),
                                   ("relabel_teachers", cfg.relabel_teachers, ("committee", "voters"))):
             if value not in valid:
@@ -220,6 +267,7 @@ class CVDD(Synthesizer):
                           stacklevel=2)
             budget = Budget(iterations=planned, minutes=budget.minutes)
         self._total = budget.iterations
+        self._world = kwargs.get("world") or World()
         return super().fit(real, ipc, seed, budget=budget, **kwargs)
 
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
@@ -231,7 +279,7 @@ class CVDD(Synthesizer):
             return super().init_images(real, ipc, seed)
         teacher = self.relabel_teacher("eval")
         picked = []
-        for c in range(real.num_classes):
+        for c in real.class_ids:  # the classes this process serves (all of them in one process)
             n = min(self.config.candidates, real.train.class_size(c))
             if n < ipc:
                 raise ConfigError(f"cvdd medium init ranks {n} candidates of class {c} but needs {ipc}; raise "
@@ -251,43 +299,68 @@ class CVDD(Synthesizer):
         k = max(i for i in range(self._ipc) if bounds[i] <= it)
         return k, it - bounds[k], bounds[k + 1] - bounds[k]
 
-    def _augment(self, x: Tensor, real: RealData, seed: int, it: int) -> Tensor:
+    def _augment(self, x: Tensor, real: RealData, seed: int, it: int, c: int) -> Tensor:
+        """Class c's batch (its image and, with --flip, the mirror), drawn from (seed, class, iteration) alone."""
         cfg = self.config
         if not cfg.augment:
             return x
-        gen = make_generator(seed, "cvdd-aug", it)
+        gen = make_generator(seed, "cvdd-aug", c, it)
         x = random_resized_crop(x, gen, scale=tuple(cfg.rrc_scale), flip=not real.digits)
         return jitter(x, gen, cfg.jitter)
 
-    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
+    def _voter(self, member: int, batches: list[Tensor]) -> VoterPass:
+        model = self._committee.members[member].model
+        if self.config.class_batching == "joint":
+            return voter_pass(model, torch.cat(batches), len(batches))
+        passes = [voter_pass(model, x) for x in batches]
+        first = passes[0]
+        return VoterPass(torch.cat([p.logits for p in passes]), torch.cat([p.moments for p in passes]), first.sizes,
+                         first.running_means, first.running_vars)
+
+    def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
+        """One Adam step on the k-th image of every held class. The loss splits into per-class CE terms and the
+        BN term, whose batch statistics come from every class's moments (summed in class order over the ranks);
+        only the last rank reports the BN term, so the ranks' terms add up to one process's loss."""
         cfg = self.config
+        world = getattr(self, "_world", None) or World()
         k, local, length = self._position(it)
         if local == 0:
             state.optimizer.state.clear()  # CV-DD: a fresh optimiser for every IPC index
         for group in state.optimizer.param_groups:
             group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * local / length))  # SRe2L lr_cosine_policy
-        index = torch.arange(real.num_classes, device=state.images.device) * state.ipc + k
-        labels = torch.arange(real.num_classes, device=state.images.device)
-        x = self.view(state.images[index])
-        y = labels.repeat(x.shape[0] // len(labels))
-        x = self._augment(x, real, seed, it)
+        classes = state.served(real.num_classes)
+        index = torch.arange(len(classes), device=state.images.device) * state.ipc + k
+        batches = [self._augment(self.view(state.images[i:i + 1]), real, seed, it, c)
+                   for i, c in zip(index.tolist(), classes)]
+        copies = batches[0].shape[0]
+        samples = real.num_classes * copies  # the whole batch, over every rank: CE is its mean
         pair = self._schedule[k]
-        weights = self._voter_weights(pair)
+        weights = self._voter_weights(pair).tolist()
+        passes = [self._voter(member, batches) for member in pair]
+        labels = torch.tensor(classes, device=state.images.device).repeat_interleave(copies)
         loss = state.images.new_zeros(())
-        ce_total, bn_total = 0.0, 0.0
-        for w, member in zip(weights.tolist(), pair):
-            logits, bn = voter_logits_and_bn(self._committee.members[member].model, x, cfg.first_bn_multiplier)
-            ce = F.cross_entropy(logits, y)
-            loss = loss + w * (ce + cfg.r_bn * bn)
-            ce_total += w * ce.item()
-            bn_total += w * bn.item()
+        terms = [0.0] * len(classes)
+        for w, out in zip(weights, passes):
+            ce = F.cross_entropy(out.logits, labels, reduction="none").view(len(classes), copies).sum(1)  # per class
+            loss = loss + w * (ce.sum() / samples)
+            terms = [t + w * v / samples for t, v in zip(terms, ce.tolist())]
+        bn_total = 0.0
+        if cfg.r_bn:
+            moments = torch.cat([out.moments for out in passes], dim=1)
+            total = world.ordered_sum(moments.detach(), "the BN statistics exchange") + (moments - moments.detach()).sum(0)
+            for w, out, part in zip(weights, passes, total.split([out.moments.shape[1] for out in passes])):
+                bn = bn_loss_from_moments(part, real.num_classes, out, cfg.first_bn_multiplier)
+                loss = loss + w * cfg.r_bn * bn
+                bn_total += w * cfg.r_bn * bn.item()
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         with torch.no_grad():
             low, high = self._bounds(real, state.images)
             state.images[index] = torch.maximum(torch.minimum(state.images[index], high), low)
-        return {"loss": loss.item(), "ce": ce_total, "bn": bn_total}
+        class_losses = terms + ([bn_total] if world.rank == world.size - 1 else [])
+        return {"loss": sum_in_order(class_losses), "class_losses": class_losses, "ce": sum_in_order(terms),
+                "bn": bn_total}
 
     @staticmethod
     def _bounds(real: RealData, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -296,9 +369,9 @@ class CVDD(Synthesizer):
         return real.from_pixels(zeros), real.from_pixels(zeros + 1)
 
     # ---- relabel and export
-    def export(self, real: RealData, state: State, seed: int) -> SyntheticSet:
+    def export(self, real: RealData, state: State, seed: int, images: Tensor | None = None) -> SyntheticSet:
         from ..relabel import relabel
-        synset = super().export(real, state, seed)
+        synset = super().export(real, state, seed, images)
         cfg = self.config
         synset.extra["voters"] = [[self._committee.names[i] for i in pair] for pair in self._schedule]
         synset.extra["priors"] = dict(zip(self._committee.names, self._priors))
