@@ -1,7 +1,11 @@
 """The shared benchmark: suite validation, a tiny suite end to end (store, skip on rerun, resume,
-nothing half-recorded), the report's numbers and byte-for-byte regeneration, imports, and the CLI."""
+nothing half-recorded), ZCA and soft-label (teacher) cells, the report's numbers and byte-for-byte
+regeneration, imports, and the CLI."""
 import csv
+import dataclasses
 import io
+import re
+import shlex
 import json
 import os
 import shutil
@@ -13,16 +17,20 @@ import pytest
 import torch
 from scipy.stats import ttest_ind
 
-from dsdistill.bench import Store, build_tables, import_reports, load_suite, parse_suite, run_suite, write_report
+from dsdistill.bench import Store, build_tables, import_reports, load_suite, parse_suite, plan, run_suite, write_report
 from dsdistill.bench import runner as runner_module
+from dsdistill.bench.report import leaderboard_md
+from dsdistill.bench.store import eval_key, teacher_identity, teacher_key
 from dsdistill.cli import main
 from dsdistill.data import write_fake
 from dsdistill.errors import DsdistillError
-from dsdistill.synthesizers import SYNTHESIZERS, Interrupted
+from dsdistill.evaluate import get_protocol
+from dsdistill.evaluate.protocols import KD, PROTOCOLS
+from dsdistill.synset import SyntheticSet
+from dsdistill.synthesizers import SYNTHESIZERS, Interrupted, create_synthesizer
 from dsdistill.synthesizers.dm import DM
 
 REPO = Path(__file__).resolve().parent.parent
-PENDING = {"mtt", "cvdd"}   # methods being added elsewhere; each gets a suite entry when it lands
 
 TINY = """
 name = "tiny"
@@ -120,6 +128,15 @@ def ran(ran_once, tmp_path):
      "give them distinct labels"),
     ("ipcs = [1]\n[[prerequisites]]\nname = 'p'\ncommand = 'rm -rf /'\ncreates = 'x'", "must be a dsdistill command"),
     ("ipcs = [1", "not valid TOML"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'random'\nzca = 'yes'", "zca must be true or false"),
+    ("ipcs = [1]\nprotocols = ['kd']", "random makes sets without soft labels, so protocol kd needs a teacher"),
+    ("ipcs = [1]\n[[methods]]\nmethod = 'random'\nteacher = 'c'", "teacher labels soft-label protocols only"),
+    ("ipcs = [1]\nprotocols = ['kd']\nteacher = 'c'\n[[methods]]\nmethod = 'cvdd'\nteacher = 'c'",
+     "cvdd's sets carry their own soft labels"),
+    ("ipcs = [1]\ndatasets = ['mnist', 'cifar10']\nprotocols = ['kd']\nteacher = { mnist = 'c' }",
+     "teacher names no committee for cifar10"),
+    ("ipcs = [1]\nprotocols = ['kd']\nteacher = 3", "teacher must be a committee folder"),
+    ("ipcs = [1]\nteacher = 'c'", "no entry is scored under a soft-label protocol"),
 ])
 def test_suite_mistakes_are_one_line_errors(text, message):
     with pytest.raises(DsdistillError) as err:
@@ -127,21 +144,111 @@ def test_suite_mistakes_are_one_line_errors(text, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def _option(command: str, flag: str) -> str | None:
+    parts = shlex.split(command)
+    return parts[parts.index(flag) + 1] if flag in parts else None
+
+
+def _check_prerequisites(suite):
+    """Each cell's folders are made by the prerequisite it requires: experts long enough for the preset's start
+    epochs, in the cell's space (ZCA or not); the committee a CV-DD cell votes with is the selections' teacher."""
+    by_folder = {_option(p.command, "--out"): p for p in suite.prerequisites.values()}
+    for cell in suite.cells:
+        config = cell.build().config
+        for folder in (getattr(config, "experts", ""), getattr(config, "pool", ""), getattr(config, "committee", "")):
+            if folder:
+                assert by_folder[folder].name in cell.requires, (cell.label, folder)
+                assert _option(by_folder[folder].command, "--dataset") == cell.dataset, (cell.label, folder)
+        if getattr(config, "experts", ""):
+            command = by_folder[config.experts].command
+            assert int(_option(command, "--epochs")) >= config.max_start_epoch - 1 + config.expert_epochs, cell.label
+            assert ("--zca" in shlex.split(command)) == cell.zca, cell.label
+        if cell.teacher:
+            assert suite.builds(cell.teacher), cell.label
+
+
+def _check_soft_labels(suite):
+    """CV-DD's sets (their own soft labels) and the selections (labelled by the same committee) share kd and seeds."""
+    for dataset in {c.dataset for c in suite.cells}:
+        cvdd = [c for c in suite.cells if c.dataset == dataset and c.build().name == "cvdd"]
+        selections = [c for c in suite.cells if c.dataset == dataset and c.kind == "selection"]
+        assert cvdd and all("kd" in c.protocols and "dc" in c.protocols and c.teacher is None for c in cvdd)
+        assert {c.build().config.committee for c in cvdd} == {c.teacher for c in selections}, dataset
+        assert {c.build().name for c in selections} == {"random", "herding", "k-center"}
+        assert all("kd" in c.protocols for c in selections)
+        assert {(c.ipc, c.seed) for c in cvdd} == {(c.ipc, c.seed) for c in selections}, dataset
+
+
 def test_shipped_suites_cover_the_registry():
     cpu = load_suite(REPO / "benchmarks/suites/fmnist-cpu.toml")
-    registered = {name for name in SYNTHESIZERS.list()} - PENDING
+    registered = set(SYNTHESIZERS.list())
     assert {c.build().name for c in cpu.cells} == registered
     for name, cls in SYNTHESIZERS.items():
-        if name in PENDING or cls.kind != "synthesis":
+        if cls.kind != "synthesis":
             continue
         for flip in (False, True):
             ipcs = {c.ipc for c in cpu.cells if c.build().name == name and dict(c.options).get("flip", False) == flip}
             assert ipcs == {1, 10}, (name, flip)
-    assert {c.protocols for c in cpu.cells} == {("dc",)}
+    assert all("dc" in c.protocols for c in cpu.cells)
+    assert {p for c in cpu.cells for p in c.protocols} == {"dc", "kd"}
+    mtt = [c for c in cpu.cells if c.build().name == "mtt"]
+    assert {c.method for c in mtt} == {"mtt.fmnist-cpu"} and {c.build().config.experts for c in mtt} == {"runs/experts-fmnist"}
+    assert cpu.prerequisites["fmnist-experts"].command == \
+        "dsdistill experts --dataset fashion-mnist --experts 3 --epochs 11 --out runs/experts-fmnist"
+    assert {c.method for c in cpu.cells if c.build().name == "cvdd"} == {"cvdd.fmnist-cpu", "cvdd.single-fmnist-cpu"}
     paper = load_suite(REPO / "benchmarks/suites/paper.toml")
     assert {c.dataset for c in paper.cells} == {"fashion-mnist", "mnist", "cifar10"}
     assert {c.ipc for c in paper.cells if c.method != "whole"} == {1, 10, 50}
     assert {c.build().name for c in paper.cells} == registered
+    published = {c.method: c for c in paper.cells if c.method.startswith("mtt.cifar10-")}
+    assert {m: (c.ipc, c.zca) for m, c in published.items()} == \
+        {"mtt.cifar10-ipc1": (1, True), "mtt.cifar10-ipc10": (10, True), "mtt.cifar10-ipc50": (50, False)}
+    assert {c.build().config.width for c in paper.cells if c.build().name == "mtt"} == {None}   # the experts' own
+    assert all("width=128" in p.command for p in paper.prerequisites.values() if p.command.startswith("dsdistill experts"))
+    for suite in (cpu, paper):
+        _check_prerequisites(suite)
+        _check_soft_labels(suite)
+
+
+def test_zca_and_teacher_are_part_of_the_keys():
+    plain = parse_suite("ipcs = [1]\nreferences = ['random']", "a.toml").cells[0]
+    suite = parse_suite("""
+ipcs = [1]
+datasets = ["fashion-mnist", "mnist"]
+protocols = ["dc", "kd"]
+references = ["random"]
+teacher = { fashion-mnist = "runs/c-f", mnist = "runs/c-m" }
+
+[[prerequisites]]
+name = "c-f"
+command = "dsdistill committee --dataset fashion-mnist --out runs/c-f"
+creates = "runs/c-f/committee.json"
+
+[[methods]]
+method = "random"
+label = "random"
+zca = true
+protocols = ["dc"]
+
+[[methods]]
+method = "cvdd"
+""", "b.toml")
+    cells = {(c.label, c.dataset): c for c in suite.cells}
+    random, whitened = cells["random", "fashion-mnist"], cells["random+zca", "fashion-mnist"]
+    assert (random.teacher, cells["random", "mnist"].teacher) == ("runs/c-f", "runs/c-m")
+    assert random.key == plain.key and "zca" not in random.recipe()    # old records keep their keys
+    assert whitened.zca and whitened.recipe()["zca"] is True and whitened.key != random.key
+    assert whitened.teacher is None                                    # scored under dc only
+    cvdd = cells["cvdd", "fashion-mnist"]
+    assert cvdd.teacher is None and cvdd.budget() is None              # its own labels, its own schedule
+    assert [p.name for p in suite.builds("runs/c-f")] == ["c-f"] and suite.builds("runs/c-m") == []
+    members = [{"name": "a", "sha256": "1" * 64}, {"name": "b", "sha256": "2" * 64}]
+    one = teacher_key(teacher_identity(members, [0.6, 0.4]))
+    other = teacher_key(teacher_identity([members[0], {"name": "b", "sha256": "3" * 64}], [0.6, 0.4]))
+    weights = teacher_key(teacher_identity(members, [0.5, 0.5]))
+    keys = {eval_key("f" * 64, "p" * 16), *(eval_key("f" * 64, "p" * 16, k) for k in (one, other, weights))}
+    assert len(keys) == 4
+    assert one == teacher_key(teacher_identity(members, [0.6 + 1e-9, 0.4]))   # one float32 softmax, twice
 
 
 # ------------------------------------------------------------------ runner and store
@@ -231,6 +338,110 @@ def test_interrupted_distillation_resumes_to_the_same_set(tmp_path, fm_root, mon
     run_suite(suite, fresh, **kwargs)
     assert ({d["key"]: d["set_sha256"] for d in store.records("distill")}
             == {d["key"]: d["set_sha256"] for d in fresh.records("distill")})
+
+
+KD_SUITE = """
+name = "tiny-kd"
+ipcs = [1]
+seeds = [0]
+protocols = ["smoke", "kd-tiny"]
+references = ["random"]
+teacher = "{committee}"
+
+[[prerequisites]]
+name = "committee"
+command = "dsdistill committee --members convnet-bn:width=8,convnet-bn:width=8:depth=2 --holdout 1 --seed {seed} --out {committee} --data-root {root} --device cpu --quiet"
+creates = "{committee}/committee.json"
+
+[[methods]]
+method = "cvdd"
+set = {{ committee = "{committee}", init = "real", iterations_per_ipc = 2 }}
+requires = ["committee"]
+
+[[methods]]
+method = "random"
+label = "random"
+zca = true
+protocols = ["smoke"]
+"""
+
+
+def test_soft_label_and_zca_cells_end_to_end(tmp_path, fm_root, monkeypatch):
+    """CV-DD scored with its own committee labels and random with the suite's teacher (the same committee, so the
+    same teacher key); a ZCA cell made and scored in whitened space; a second committee scores random again under
+    a key and a leaderboard row of its own; hard- and soft-label tables stay apart."""
+    monkeypatch.setitem(PROTOCOLS._items, "kd-tiny", dataclasses.replace(
+        KD, name="kd-tiny", epochs=2, seeds=(0,), model_options=(("width", 8),)))
+    kwargs = dict(device="cpu", data_root=fm_root, log=lambda s: None)
+
+    def suite(name, seed):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(KD_SUITE.format(committee=tmp_path / name, seed=seed, root=fm_root))
+        return load_suite(path)
+
+    first, store = suite("committee", 0), Store(tmp_path / "store")
+    lines = plan(first, store, list(first.cells))     # before the committee exists: all to run, none fails
+    assert all(line.startswith("to run") for line in lines)
+    assert [line for line in lines if "(teacher" in line] == \
+        [f"to run  score fashion-mnist random IPC 1 seed 0 under kd-tiny (teacher {tmp_path / 'committee'})"]
+    summary = run_suite(first, store, **kwargs)
+    assert (tmp_path / "committee/committee.json").exists() and len(summary.made) == 3
+    distills = {d["label"]: d for d in store.records("distill")}
+    assert (distills["cvdd"]["soft_labels"], distills["random"]["soft_labels"]) == ("online", None)
+    assert distills["random+zca"]["recipe"]["zca"] is True and "zca" not in distills["random"]["recipe"]
+    assert SyntheticSet.load(distills["random+zca"]["set_path"]).image_space == "zca"
+    evals = store.records("eval")
+    kd = {e["label"]: e for e in evals if e["protocol"] == "kd-tiny"}
+    assert set(kd) == {"random", "cvdd"} and (kd["random"]["labels"], kd["cvdd"]["labels"]) == ("given", "set")
+    assert kd["random"]["teacher_key"] == kd["cvdd"]["teacher_key"]   # cvdd names the committee the suite gives
+    tiny = get_protocol("kd-tiny")
+    assert kd["random"]["key"] == eval_key(kd["random"]["set_sha256"], tiny.hash, kd["random"]["teacher_key"])
+    assert [m["sha256"] for m in kd["random"]["teacher"]["members"]] == \
+        [m["sha256"] for m in json.loads((tmp_path / "committee/committee.json").read_text())["members"]]
+    hard = [e for e in evals if e["protocol"] == "smoke"]
+    assert len(hard) == 3 and all(e["teacher"] is None and e["key"].count("-") == 1 for e in hard)
+    again = run_suite(first, store, **kwargs)
+    assert not again.made and not again.scored
+
+    second = run_suite(suite("other", 1), store, only=["random"], **kwargs)   # builds the other committee first
+    assert not second.made and second.scored == ["random IPC 1 seed 0 under kd-tiny"]
+    tables = build_tables(store)
+    assert [(t.label_mode, t.protocol) for t in tables] == [("hard", "smoke"), ("soft", "kd-tiny")]
+    hard_table, soft_table = tables
+    assert sorted(r.label for r in hard_table.rows) == ["cvdd", "random", "random+zca"]
+    rows = sorted(soft_table.rows, key=lambda r: r.label)
+    assert [r.label for r in rows][0] == "cvdd" and all(r.label.startswith("random [teacher ") for r in rows[1:])
+    assert len(rows) == 3 and len({r.label for r in rows}) == 3 and all(len(r.accuracies) == 1 for r in rows)
+    assert rows[0].teacher.startswith(f"its own: {tmp_path / 'committee'} #")
+    md = leaderboard_md(tables, store, None, "dsdistill report")
+    hard_md, soft_md = md.split("### Soft-label protocols")
+    assert "### Hard-label protocols" in hard_md and "smoke" in hard_md and "kd-tiny" not in hard_md
+    assert "kd-tiny" in soft_md and "smoke v1" not in soft_md and "| soft labels |" in soft_md
+    assert "| soft labels |" not in hard_md
+
+
+def test_a_teacher_nobody_builds_is_refused_before_anything_runs(tmp_path, fm_root):
+    suite = parse_suite(f"ipcs = [1]\nprotocols = ['dc', 'kd']\nreferences = ['random']\nteacher = '{tmp_path / 'c'}'",
+                        "s.toml")
+    with pytest.raises(DsdistillError, match=f"no committee at {tmp_path / 'c'}, and no .* builds it") as err:
+        run_suite(suite, Store(tmp_path / "store"), device="cpu", data_root=fm_root, log=lambda s: None)
+    assert "\n" not in str(err.value) and not (tmp_path / "store").exists()
+
+
+def test_a_soft_label_score_by_a_given_teacher_is_not_imported(tmp_path, tiny_real):
+    synset = create_synthesizer("random").fit(tiny_real, 1, seed=0)
+    synset.save(tmp_path / "r.h5")
+    kd = get_protocol("kd")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results/r.json").write_text(json.dumps({
+        "protocol": "kd", "protocol_version": kd.version, "protocol_hash": kd.hash, "labels": "soft",
+        "label_source": "online", "notes": ["soft labels online from the given teacher from c: a 1.000"],
+        "results": [{"seconds": 1.0, "accuracies": [0.5]}], "set_sha256": synset.payload_sha256(),
+        "set_path": "r.h5", "dataset": "fashion-mnist", "method": "random", "ipc": 1, "hardware": "",
+        "created_utc": ""}))
+    with pytest.raises(DsdistillError, match="given on the command line.*teacher = ") as err:
+        import_reports(tmp_path / "results", Store(tmp_path / "store"), tmp_path)
+    assert "\n" not in str(err.value) and not (tmp_path / "store").exists()
 
 
 # ------------------------------------------------------------------ report

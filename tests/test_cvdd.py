@@ -34,7 +34,7 @@ def test_defaults_are_the_official_recover_and_relabel():
     assert (c.voters, c.schedule, c.iterations_per_ipc, c.relabel_temperature, c.jitter) == (2, "auto", 4000, 10.0, 4)
     assert (tuple(c.rrc_scale), c.init, c.candidates, c.relabel, c.relabel_teachers) == \
         ((0.08, 1.0), "medium", 300, "online", "committee")
-    assert CVDD.needs_teacher and CVDD.class_separable and CVDD.supports_view
+    assert CVDD.needs_teacher and CVDD.class_separable and CVDD.supports_view and CVDD.soft_labels
     single = create_synthesizer("cvdd.single").config
     assert (single.voters, single.schedule, single.relabel_teachers) == (1, "top", "voters")
     assert resolve_method("cvdd.fmnist-cpu")[1] == {"iterations_per_ipc": 500}

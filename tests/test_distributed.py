@@ -349,7 +349,8 @@ def test_bench_under_two_processes_writes_the_one_process_records(roots, tmp_pat
 def test_bench_refuses_what_it_cannot_split_before_anything_runs(roots, tmp_path):
     from dsdistill.bench import Store, parse_suite
     from dsdistill.bench.runner import Runner
-    suite = parse_suite(SUITE.replace('protocols = ["smoke-2"]', 'protocols = ["smoke", "kd"]') + textwrap.dedent("""
+    kd = f'protocols = ["smoke", "kd"]\nteacher = "{tmp_path / "committee"}"'  # labels the kd scores (never built)
+    suite = parse_suite(SUITE.replace('protocols = ["smoke-2"]', kd) + textwrap.dedent("""
         [[prerequisites]]
         name = "experts"
         command = "dsdistill experts --out {experts}"

@@ -221,3 +221,4 @@ def test_class_flags_are_declared():
     for name, cls in SYNTHESIZERS.items():
         assert cls.kind in ("selection", "synthesis")
         assert isinstance(cls.class_separable, bool) and isinstance(cls.needs_teacher, bool)
+        assert isinstance(cls.soft_labels, bool)

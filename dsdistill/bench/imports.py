@@ -3,7 +3,9 @@ files beside them) into the store, so that the leaderboard starts from every num
 
 Each JSON becomes an evaluation record (keyed by the set's sha256 and the protocol hash, as the runner
 keys them) and its set a distillation record under the same recipe key the runner computes, so a suite
-that asks for the same recipe finds it stored and does not make it again.
+that asks for the same recipe finds it stored and does not make it again. A soft-label score joins the store
+only when its teacher is known by sha256: labels stored in the set, or the committee the set names; a teacher
+given on the command line is named in the report in words only, so such a score is refused.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..synthesizers import SYNTHESIZERS
-from .store import Store, eval_key
+from .runner import Labels
+from .store import Store, eval_key, set_labels
 from .suite import recipe, recipe_key
 
 
@@ -22,12 +25,13 @@ def _distill_record(rep: dict[str, Any], synset: SyntheticSet, set_path: str, so
     kind = SYNTHESIZERS.get(synset.method).kind if synset.method in SYNTHESIZERS else "synthesis"
     budget = {"iterations": synset.distill_iterations, "minutes": None} if kind == "synthesis" else None
     seconds = synset.distill_seconds if kind == "synthesis" else None   # a selection's time was not recorded
-    r = recipe(synset.dataset, synset.method, synset.method_config, synset.ipc, int(synset.seed or 0), budget)
+    zca = synset.image_space == "zca"
+    r = recipe(synset.dataset, synset.method, synset.method_config, synset.ipc, int(synset.seed or 0), budget, zca)
     return {
         "kind": "distill", "key": recipe_key(r), "recipe": r, "suite": "imported", "label": rep["method_label"],
         "method": synset.method, "spec": rep["method_label"].split("+")[0], "family": kind,
-        "dataset": synset.dataset, "ipc": synset.ipc, "seed": int(synset.seed or 0),
-        "method_config": synset.method_config, "budget": budget, "set_sha256": synset.payload_sha256(),
+        "dataset": synset.dataset, "ipc": synset.ipc, "seed": int(synset.seed or 0), "zca": zca,
+        **set_labels(synset), "method_config": synset.method_config, "budget": budget, "set_sha256": synset.payload_sha256(),
         "set_path": set_path, "stored_images": len(synset.images), "distill_seconds": seconds,
         "distill_iterations": synset.distill_iterations, "wall_seconds": seconds,
         "peak_memory_mib": None, "memory_kind": "not measured", "device": rep.get("device", ""),
@@ -38,13 +42,29 @@ def _distill_record(rep: dict[str, Any], synset: SyntheticSet, set_path: str, so
     }
 
 
-def _eval_record(rep: dict[str, Any], distill: dict[str, Any], source: str) -> dict[str, Any]:
+def _labels(rep: dict[str, Any], distill: dict[str, Any], path: Path) -> Labels:
+    """Where an imported score's targets came from (as the runner's Labels)."""
+    if rep["labels"] != "soft":
+        return Labels("hard")
+    if rep.get("label_source") == "stored":
+        return Labels("stored")
+    given = any(str(n).startswith("soft labels online from the given") for n in rep.get("notes", []))
+    if distill.get("teacher") and not given:
+        return Labels("set", distill.get("teacher_path", ""), distill["teacher"])
+    raise ConfigError(f"{path}: a soft-label score by a teacher given on the command line, which the report names in "
+                      "words only; the store keys such scores by the members' sha256, so score the set with a suite "
+                      "entry (teacher = \"DIR\") instead")
+
+
+def _eval_record(rep: dict[str, Any], distill: dict[str, Any], source: str, labels: Labels) -> dict[str, Any]:
     report = {k: v for k, v in rep.items() if k not in ("method_label", "set_seed", "command", "distill")}
     seconds = sum(r["seconds"] for r in rep["results"])
     return {
-        "kind": "eval", "key": eval_key(rep["set_sha256"], rep["protocol_hash"]), "set_sha256": rep["set_sha256"],
+        "kind": "eval", "key": eval_key(rep["set_sha256"], rep["protocol_hash"], labels.key),
+        "set_sha256": rep["set_sha256"],
         "distill_key": distill["key"], "protocol": rep["protocol"], "protocol_version": rep["protocol_version"],
-        "protocol_hash": rep["protocol_hash"], "label_mode": rep["labels"], "dataset": rep["dataset"],
+        "protocol_hash": rep["protocol_hash"], "label_mode": rep["labels"], "labels": labels.source,
+        "teacher": labels.record(), "teacher_key": labels.key, "zca": distill["zca"], "dataset": rep["dataset"],
         "label": distill["label"], "method": rep["method"], "family": distill["family"], "ipc": rep["ipc"],
         "seed": distill["seed"], "report": report, "wall_seconds": seconds, "peak_memory_mib": None,
         "memory_kind": "not measured", "device": rep.get("device", ""), "command": rep.get("command", ""),
@@ -74,7 +94,7 @@ def import_reports(folder: str | Path, store: Store, root: str | Path = ".") -> 
             raise ConfigError(f"{path}: its set {set_path} has another sha256 now; not imported")
         source = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
         distill = _distill_record(rep, synset, set_path, source)
-        for record in (distill, _eval_record(rep, distill, source)):
+        for record in (distill, _eval_record(rep, distill, source, _labels(rep, distill, path))):
             if store.has(record["kind"], record["key"]):
                 stored += 1
             else:

@@ -1,7 +1,8 @@
 """The leaderboard: tables (markdown + CSV) regenerated from the result store, never edited by hand.
 
 One table per dataset, IPC and protocol hash (only equal hashes are comparable); hard-label and
-soft-label protocols in separate sections. A row is one method: mean ± std (population) over every
+soft-label protocols in separate sections. Under a soft-label protocol a row is also one teacher: scores of the
+same method with two teachers are two rows, and the table says which teacher labelled each. A row is one method: mean ± std (population) over every
 model of every set seed, its gain over random and its fraction of the whole-dataset accuracy under the
 same protocol, its distillation cost, and Welch's t-test against the method ranked just below it.
 The same store always gives the same bytes: rows and tables are sorted, and no clock is read.
@@ -40,6 +41,7 @@ class Row:
     set_paths: list[str] = field(default_factory=list)
     p_next: float | None = None                   # Welch's t-test against the next row
     next_label: str = ""
+    teacher: str = ""                             # soft-label protocols: where the targets came from
 
     @property
     def mean(self) -> float:
@@ -82,9 +84,21 @@ class Table:
 
 
 def _variant(distill: dict[str, Any]) -> str:
-    """Rows with the same label but another config or budget must not be pooled."""
+    """Rows with the same label but another config, budget or space (ZCA) must not be pooled."""
     r = distill.get("recipe", {})
-    return recipe_key({"method": r.get("method"), "config": r.get("config"), "budget": r.get("budget")})[:6]
+    variant = {"method": r.get("method"), "config": r.get("config"), "budget": r.get("budget")}
+    return recipe_key({**variant, "zca": True} if r.get("zca") else variant)[:6]
+
+
+def _teacher_words(ev: dict[str, Any]) -> str:
+    """Where a soft-label evaluation's targets came from, short enough for a table cell."""
+    t = ev.get("teacher")
+    if ev.get("labels") == "stored":
+        return "stored in the set"
+    if not t:
+        return ev.get("report", {}).get("teacher", "") or "-"
+    own = "its own: " if t.get("source") == "set" else ""
+    return f"{own}{t.get('path') or 'committee'} #{str(t.get('key', ''))[:6]}"
 
 
 def _welch(a: list[float], b: list[float]) -> float | None:
@@ -109,10 +123,11 @@ def build_tables(store: Store) -> list[Table]:
             group = groups.setdefault(head, {"whole": None, "ipcs": defaultdict(dict)})
             whole = d["family"] == "whole"
             if whole:
-                row = group["whole"] = group["whole"] or Row("whole dataset", "whole")
+                row = group["whole"] = group["whole"] or Row("whole dataset", "whole", teacher=_teacher_words(ev))
             else:
                 rows = group["ipcs"][d["ipc"]]
-                row = rows.setdefault((d["label"], _variant(d)), Row(d["label"], d["family"]))
+                row = rows.setdefault((d["label"], _variant(d), ev.get("teacher_key") or ""),
+                                      Row(d["label"], d["family"], teacher=_teacher_words(ev)))
             row.accuracies += ev["report"]["results"][0]["accuracies"]   # the protocol's own architecture
             row.seeds.append(d["seed"])
             if d.get("distill_seconds") is not None:
@@ -127,11 +142,14 @@ def build_tables(store: Store) -> list[Table]:
         for ipc in sorted(group["ipcs"]):
             keyed = group["ipcs"][ipc]
             labels = defaultdict(list)
-            for label, variant in keyed:
-                labels[label].append(variant)
-            for (label, variant), row in keyed.items():
-                if len(labels[label]) > 1:
-                    row.label = f"{label} [{variant}]"
+            for label, variant, teacher in keyed:
+                labels[label].append((variant, teacher))
+            for (label, variant, teacher), row in keyed.items():
+                tell = [variant] if len({v for v, _ in labels[label]}) > 1 else []
+                if len({t for _, t in labels[label]}) > 1:
+                    tell.append(f"teacher {teacher[:6] or 'none'}")
+                if tell:
+                    row.label = f"{label} [{', '.join(tell)}]"
             rows = sorted(keyed.values(), key=lambda r: (-r.mean, r.label))
             for upper, lower in zip(rows, rows[1:]):
                 upper.p_next, upper.next_label = _welch(upper.accuracies, lower.accuracies), lower.label
@@ -167,22 +185,24 @@ def grid_name(set_path: str) -> str:
 
 
 def _table_md(t: Table, plots: str | None) -> list[str]:
+    soft = t.label_mode == "soft"   # which teacher labelled each row: a column of its own
     lines = [f"#### {t.title}", "",
-             "| # | method | sets (seeds) | models | accuracy (%) | vs random (points) | of whole | distill s | "
-             "iterations | peak MiB | Welch p vs next | grids |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| # | method |" + (" soft labels |" if soft else "") + " sets (seeds) | models | accuracy (%) | "
+             "vs random (points) | of whole | distill s | iterations | peak MiB | Welch p vs next | grids |",
+             "|---|---|" + ("---|" if soft else "") + "---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(t.rows, 1):
         whole = t.of_whole(r)
         grids = " ".join(f"[{s}]({plots}/sets/{grid_name(p)})" for s, p in sorted(zip(r.seeds, r.set_paths))
                          if plots and p) or "-"
-        lines.append(f"| {i} | {r.label} | {len(r.seeds)} ({', '.join(map(str, sorted(r.seeds)))}) | "
+        lines.append(f"| {i} | {r.label} |" + (f" {r.teacher} |" if soft else "") +
+                     f" {len(r.seeds)} ({', '.join(map(str, sorted(r.seeds)))}) | "
                      f"{len(r.accuracies)} | {100 * r.mean:.2f} ± {100 * r.std:.2f} | {_pct(t.gain(r), True)} | "
                      f"{'-' if whole is None else f'{100 * whole:.1f}%'} | {_num(_seconds(r))} | {_iterations(r)} | "
                      f"{_num(r.peak)} | {_p(r.p_next)}{f' ({r.next_label})' if r.next_label else ''} | {grids} |")
     if t.whole is not None:
         w = t.whole
-        lines.append(f"| ref | whole training set | - | {len(w.accuracies)} | {100 * w.mean:.2f} ± {100 * w.std:.2f} "
-                     f"| - | 100% | - | - | - | - | - |")
+        lines.append(f"| ref | whole training set |" + (f" {w.teacher} |" if soft else "") +
+                     f" - | {len(w.accuracies)} | {100 * w.mean:.2f} ± {100 * w.std:.2f} | - | 100% | - | - | - | - | - |")
     lines.append("")
     pub = published_for(t.dataset, t.ipc)
     if pub:

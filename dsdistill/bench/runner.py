@@ -10,6 +10,10 @@ reads the store, decides what is stored, makes the selections, and writes sets a
 decision and set, so the ranks never disagree about what runs next (a record rank 0 has just written could
 otherwise be seen by one rank and not by another). What cannot be split is refused before anything runs: a
 method or configuration that couples its classes, soft-label protocols, a prerequisite not yet made.
+
+Under a soft-label protocol a set is scored with its own soft labels when it carries them (CV-DD) and otherwise
+labelled online by its cell's teacher (a committee folder); an online teacher's identity (members by sha256,
+ensemble weights) is part of the evaluation's store key (Labels).
 """
 from __future__ import annotations
 
@@ -25,10 +29,11 @@ from .._device import resolve_device
 from .._progress import progress
 from ..data import RealData, load_dataset
 from ..distributed import World
-from ..errors import ConfigError
-from ..evaluate import evaluate, get_protocol
+from ..errors import CheckpointError, ConfigError
+from ..evaluate import Protocol, evaluate, get_protocol
 from ..synset import SyntheticSet
-from .store import Store, Usage, eval_key, measure, provenance
+from ..teacher import Teacher
+from .store import Store, Usage, eval_key, measure, provenance, set_labels, teacher_identity, teacher_key
 from .suite import Cell, Prerequisite, Suite
 
 
@@ -54,6 +59,79 @@ def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | 
     return cells
 
 
+@dataclass(frozen=True)
+class Labels:
+    """Where one evaluation's targets come from, and the teacher part of its store key."""
+    source: str                              # "hard", "stored" (in the set), "set" (the teacher the set names),
+                                             # "given" (the cell's teacher, passed to evaluate)
+    folder: str = ""                         # the committee folder (set, given)
+    identity: dict[str, Any] | None = None   # store.teacher_identity of an online teacher (set, given)
+
+    @property
+    def key(self) -> str | None:
+        return None if self.identity is None else teacher_key(self.identity)
+
+    def record(self) -> dict[str, Any] | None:
+        """What the evaluation record says about its teacher."""
+        if self.identity is None:
+            return None
+        return {**self.identity, "path": self.folder, "source": self.source, "key": self.key}
+
+
+def committee_identity(folder: str, protocol: Protocol, dataset: str) -> dict[str, Any]:
+    """The teacher `evaluate(teacher=folder)` builds (dsdistill.committee.load_teacher), from the committee's
+    manifest without loading a weight: every finished member by sha256 (load_committee checks each file against
+    it), weighted softmax(prior / the protocol's prior temperature). CheckpointError when it is not built."""
+    from ..committee import KIND, committee_command, read_manifest
+    from ..modelfolder import finished_entries
+    from ..teacher import prior_weights
+    if Path(folder).is_file():
+        raise ConfigError(f"teacher {folder} is one checkpoint; bench takes a committee folder (`dsdistill committee "
+                          "--out DIR`), whose manifest names every member by sha256")
+    hint = committee_command(dataset, "LIST", folder)
+    entries = finished_entries(KIND, folder, read_manifest(folder, hint), hint)
+    weights = prior_weights([e["prior"] for e in entries], float(protocol.extra("prior_temperature", 10.0)))
+    return teacher_identity([{"name": e["name"], "sha256": e["sha256"]} for e in entries], weights.tolist())
+
+
+def own_labels(record: dict[str, Any]) -> dict[str, Any]:
+    """The soft labels a stored set carries itself (store.set_labels), from its record or, for a record written
+    before records said so, from the set file."""
+    if "soft_labels" in record:
+        return {"soft_labels": record["soft_labels"], "teacher": record.get("teacher"),
+                "teacher_path": record.get("teacher_path", "")}
+    if record["family"] == "whole":
+        return {"soft_labels": None, "teacher": None, "teacher_path": ""}
+    return set_labels(SyntheticSet.load(record["set_path"]))
+
+
+def labels_for(cell: Cell, record: dict[str, Any], protocol: Protocol) -> Labels:
+    """The set's hard labels, its own soft labels, or its cell's teacher (the suite validated that one is given
+    where needed)."""
+    if protocol.label_mode != "soft":
+        return Labels("hard")
+    own = own_labels(record)
+    if own["soft_labels"] == "stored":
+        return Labels("stored")
+    if own["teacher"] is not None:
+        return Labels("set", own["teacher_path"], own["teacher"])
+    if cell.teacher is None:
+        raise ConfigError(f"{cell.label}'s set carries no soft labels; give its suite entry a teacher "
+                          "(teacher = \"DIR\", a committee folder) to score it under a soft-label protocol")
+    return Labels("given", cell.teacher, committee_identity(cell.teacher, protocol, cell.dataset))
+
+
+def stored_eval(store: Store, cell: Cell, record: dict[str, Any] | None, protocol: Protocol) -> bool:
+    """Whether the store already holds this evaluation (False while its teacher is not built)."""
+    if record is None:
+        return False
+    try:
+        labels = labels_for(cell, record, protocol)
+    except CheckpointError:
+        return False
+    return store.has("eval", eval_key(record["set_sha256"], protocol.hash, labels.key))
+
+
 def display_path(path: Path) -> str:
     """Relative to the working directory (the repository root for the shipped suites) when inside it."""
     relative = os.path.relpath(path)
@@ -63,7 +141,8 @@ def display_path(path: Path) -> str:
 def _describe(cell: Cell) -> str:
     budget = ""
     if cell.kind == "synthesis":
-        budget = f" ({cell.iterations} it)" if cell.iterations else f" ({cell.minutes} min)"
+        budget = (f" ({cell.iterations} it)" if cell.iterations else f" ({cell.minutes} min)" if cell.minutes
+                  else " (own schedule)")
     return f"{cell.dataset} {cell.label} IPC {cell.ipc or 'all'} seed {cell.seed}{budget}"
 
 
@@ -74,8 +153,10 @@ def plan(suite: Suite, store: Store, cells: list[Cell]) -> list[str]:
         rec = store.get("distill", cell.key)
         lines.append(f"{'stored' if rec else 'to run':<7} make  {_describe(cell)}")
         for name in cell.protocols:
-            done = rec is not None and store.has("eval", eval_key(rec["set_sha256"], get_protocol(name).hash))
-            lines.append(f"{'stored' if done else 'to run':<7} score {_describe(cell)} under {name}")
+            protocol = get_protocol(name)
+            done = stored_eval(store, cell, rec, protocol)
+            by = f" (teacher {cell.teacher})" if cell.teacher and protocol.label_mode == "soft" else ""
+            lines.append(f"{'stored' if done else 'to run':<7} score {_describe(cell)} under {name}{by}")
     return lines
 
 
@@ -87,17 +168,18 @@ class Runner:
         self.suite, self.store, self.data_root, self.command = suite, store, data_root, command
         self.log = log if self.world.is_main else (lambda line: None)
         self.device = self.world.device if self.world.sharded else resolve_device(device)
-        self._data: dict[str, RealData] = {}
+        self._data: dict[tuple[str, bool], RealData] = {}
 
-    def real(self, dataset: str) -> RealData:
-        if dataset not in self._data:
-            self._data[dataset] = load_dataset(dataset, self.data_root, device=self.device)
-        return self._data[dataset]
+    def real(self, dataset: str, zca: bool = False) -> RealData:
+        """The dataset as a cell makes and scores its set: normalised, or ZCA-whitened (fit on train)."""
+        if (dataset, zca) not in self._data:
+            self._data[dataset, zca] = load_dataset(dataset, self.data_root, zca=zca, device=self.device)
+        return self._data[dataset, zca]
 
-    def shard(self, dataset: str) -> RealData:
+    def shard(self, dataset: str, zca: bool = False) -> RealData:
         """The classes this rank distills (all of them in one process); evaluation needs the whole test split
         and selections the whole train split, so each rank holds the dataset once and keeps its block."""
-        real = self.real(dataset)
+        real = self.real(dataset, zca)
         return real if not self.world.sharded else real.subset(list(self.world.block(real.num_classes)))
 
     def from_main(self, read: Callable[[], Any], what: str) -> Any:
@@ -123,14 +205,13 @@ class Runner:
         for cell in cells:
             stored = self.store.get("distill", cell.key)
             if stored is None and cell.kind == "synthesis":
-                problem = cell.build().shard_problem(self.shard(cell.dataset))
+                problem = cell.build().shard_problem(self.shard(cell.dataset, cell.zca))
                 if problem:
                     problems.append(f"{cell.label} (IPC {cell.ipc}): {problem}")
                 missing |= {name for name in cell.requires if not Path(self.suite.prerequisites[name].creates).exists()}
             for name in cell.protocols:
                 protocol = get_protocol(name)
-                done = stored is not None and self.store.has("eval", eval_key(stored["set_sha256"], protocol.hash))
-                if protocol.label_mode == "soft" and not done:
+                if protocol.label_mode == "soft" and not stored_eval(self.store, cell, stored, protocol):
                     problems.append(f"{cell.label} (IPC {cell.ipc}) under {name}: soft-label protocols are not split "
                                     "across processes yet")
         for name in sorted(missing):
@@ -140,6 +221,16 @@ class Runner:
             raise ConfigError(f"under torchrun ({self.world.size} processes) {len(problems)} step(s) of this suite "
                               f"cannot be split: {'; '.join(dict.fromkeys(problems))}. Leave them out with --skip "
                               "LABEL (or --only) and run them in one process, without torchrun")
+
+    def check_teachers(self, cells: list[Cell]) -> None:
+        """Before any work: every teacher folder exists or a prerequisite builds it (its manifest says which
+        members label, so without it not even a stored score can be found)."""
+        missing = sorted({c.teacher for c in cells if c.teacher and not Path(c.teacher).exists()
+                          and not self.suite.builds(c.teacher)})
+        if missing:
+            raise ConfigError(f"no committee at {', '.join(missing)}, and no [[prerequisites]] entry builds it: add one "
+                              f"(command = \"dsdistill committee --dataset NAME --out {missing[0]}\", creates = "
+                              f"\"{missing[0]}/committee.json\") or build it first")
 
     def ensure(self, prerequisite: Prerequisite) -> None:
         if Path(prerequisite.creates).exists():
@@ -172,9 +263,9 @@ class Runner:
                          + (f" ({world.size} rank checkpoints)" if world.sharded else ""))
         with measure(self.device) as usage:
             if cell.kind == "synthesis":
-                synset = method.fit(self.shard(cell.dataset), cell.ipc, seed=cell.seed, **kwargs)
+                synset = method.fit(self.shard(cell.dataset, cell.zca), cell.ipc, seed=cell.seed, **kwargs)
             elif cell.kind == "whole" or world.is_main:  # whole: the data itself, on every rank
-                synset = method.fit(self.real(cell.dataset), cell.ipc, seed=cell.seed)
+                synset = method.fit(self.real(cell.dataset, cell.zca), cell.ipc, seed=cell.seed)
             else:
                 synset = None
             if cell.kind != "whole":
@@ -186,7 +277,8 @@ class Runner:
         record = {
             "kind": "distill", "key": cell.key, "recipe": cell.recipe(), "suite": self.suite.name,
             "label": cell.label, "method": synset.method, "spec": cell.method, "family": cell.kind,
-            "dataset": cell.dataset, "ipc": cell.ipc, "seed": cell.seed, "method_config": synset.method_config,
+            "dataset": cell.dataset, "ipc": cell.ipc, "seed": cell.seed, "zca": cell.zca,
+            **set_labels(synset), "method_config": synset.method_config,
             "budget": cell.recipe()["budget"], "set_sha256": synset.payload_sha256(),
             "set_path": f"whole:{cell.dataset}" if whole else display_path(path),
             "stored_images": len(synset.images), "distill_seconds": synset.distill_seconds or usage.wall_seconds,
@@ -207,7 +299,7 @@ class Runner:
         """A stored set (read by rank 0 and shared); the whole training set is the data itself, on every rank."""
         if record["family"] == "whole":
             from ..synthesizers import create_synthesizer
-            synset = create_synthesizer("whole").fit(self.real(record["dataset"]))
+            synset = create_synthesizer("whole").fit(self.real(record["dataset"], bool(record.get("zca"))))
         else:
             synset = self.from_main(lambda: SyntheticSet.load(record["set_path"]), "sharing the stored set")
         if synset.payload_sha256() != record["set_sha256"]:
@@ -215,17 +307,36 @@ class Runner:
                               f"delete {self.store.path('distill', record['key'])} to make it again")
         return synset
 
+    def teacher(self, labels: Labels, protocol: Protocol, data: RealData) -> Teacher | None:
+        """The cell's committee, loaded as evaluate would load it, and checked against the identity in the key."""
+        if labels.source != "given":
+            return None  # hard labels, or the set's own (evaluate finds them in the set)
+        from ..committee import load_teacher
+        teacher = load_teacher(labels.folder, data, bn_mode=protocol.extra("teacher_bn", "train"),
+                               temperature=float(protocol.extra("prior_temperature", 10.0)), device=self.device)
+        loaded = teacher_identity([{"name": n, "sha256": h} for n, h in zip(teacher.names, teacher.sha256)],
+                                  teacher.weights.tolist())
+        if loaded != labels.identity:
+            raise ConfigError(f"the committee at {labels.folder} changed while the suite ran (its members or priors "
+                              "differ from its manifest); rerun the suite")
+        return teacher
+
     def score(self, cell: Cell, record: dict[str, Any], synset: SyntheticSet | None, summary: Summary) -> None:
         for name in cell.protocols:
             protocol = get_protocol(name)
-            key = eval_key(record["set_sha256"], protocol.hash)
+            if cell.teacher and protocol.label_mode == "soft":
+                for prerequisite in self.suite.builds(cell.teacher):  # the committee, when the suite builds it
+                    self.ensure(prerequisite)
+            labels = labels_for(cell, record, protocol)  # soft-label protocols run in one process (check())
+            key = eval_key(record["set_sha256"], protocol.hash, labels.key)
             if self.from_main(lambda: self.store.has("eval", key), "reading the store"):
                 summary.skipped.append(f"score {cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
                 continue
             synset = synset or self.load_set(record)
+            data = self.real(cell.dataset, cell.zca)
             with measure(self.device) as usage:
-                report = evaluate(synset, protocol, data=self.real(cell.dataset), device=self.device,
-                                  set_path=record["set_path"], world=self.world)
+                report = evaluate(synset, protocol, data=data, device=self.device, set_path=record["set_path"],
+                                  world=self.world, teacher=self.teacher(labels, protocol, data))
             peak, memory_kind = self._peak(usage)
             summary.scored.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
             if not self.world.is_main:
@@ -233,7 +344,8 @@ class Runner:
             self.store.put({
                 "kind": "eval", "key": key, "set_sha256": record["set_sha256"], "distill_key": record["key"],
                 "protocol": protocol.name, "protocol_version": protocol.version, "protocol_hash": protocol.hash,
-                "label_mode": protocol.label_mode, "dataset": cell.dataset, "label": cell.label,
+                "label_mode": protocol.label_mode, "labels": labels.source, "teacher": labels.record(),
+                "teacher_key": labels.key, "dataset": cell.dataset, "zca": cell.zca, "label": cell.label,
                 "method": record["method"], "family": record["family"], "ipc": cell.ipc, "seed": cell.seed,
                 "report": report.to_json(), "wall_seconds": usage.wall_seconds,
                 "peak_memory_mib": peak, "memory_kind": memory_kind,
@@ -244,7 +356,8 @@ class Runner:
                      f"{100 * r.mean:.2f} ± {100 * r.std:.2f}")
 
     def run(self, cells: list[Cell]) -> Summary:
-        self.check(cells)
+        self.check(cells)  # under torchrun soft-label scores are refused first, whatever their teacher
+        self.check_teachers(cells)
         summary = Summary()
         for cell in progress(cells, desc=f"suite {self.suite.name}", unit="cell"):
             record, synset = self.make(cell, summary)

@@ -4,12 +4,16 @@ Two kinds of record live under the store folder:
 - `distill/<recipe key>.json`: a set was made (method, config, budget, seed, the set's payload sha256 and
   file, wall time, peak memory, hardware, versions). The key hashes the recipe (suite.recipe), so a rerun
   finds it before making anything.
-- `eval/<set sha256[:16]>-<protocol hash>.json`: a set was scored (the evaluator's full report). Keyed by
-  what was scored and how, so a set made twice or by two suites is scored once.
+- `eval/<set sha256[:16]>-<protocol hash>[-<teacher key>].json`: a set was scored (the evaluator's full report).
+  Keyed by what was scored and how, so a set made twice or by two suites is scored once. Under a soft-label
+  protocol whose targets come from a teacher labelling online (the suite's committee, or the one the set names),
+  the teacher's key (its members' weight sha256 and ensemble weights) joins the key: the set file does not hold
+  those labels, so two teachers must never share a record.
 A record that exists is never rewritten: the store only grows, and a rerun skips what it holds.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -32,8 +36,35 @@ SCHEMA = 1
 KINDS = ("distill", "eval")
 
 
-def eval_key(set_sha256: str, protocol_hash: str) -> str:
-    return f"{set_sha256[:16]}-{protocol_hash}"
+def eval_key(set_sha256: str, protocol_hash: str, teacher: str | None = None) -> str:
+    """The evaluation record's key; `teacher` is teacher_key() of an online teacher, None otherwise."""
+    base = f"{set_sha256[:16]}-{protocol_hash}"
+    return base if teacher is None else f"{base}-{teacher}"
+
+
+def teacher_identity(members: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:
+    """What decides an online teacher's labels beside the protocol (which fixes its BN mode): its members by
+    name and weight sha256 (as a set records them, dsdistill.relabel.teacher_record) and their ensemble weights,
+    rounded so that one float32 softmax computed twice agrees."""
+    return {"members": [{"name": str(m["name"]), "sha256": str(m["sha256"])} for m in members],
+            "weights": [round(float(w), 6) for w in weights]}
+
+
+def teacher_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def set_labels(synset: Any) -> dict[str, Any]:
+    """The soft labels a set carries itself, as its distillation record states them: `soft_labels` "stored" (in the
+    file, so its payload sha256 covers them), "online" (`teacher`: the teacher_identity of the committee it names,
+    `teacher_path` where it was) or None."""
+    named = synset.extra.get("teacher") or {}
+    if synset.soft_labels is not None:
+        return {"soft_labels": "stored", "teacher": None, "teacher_path": named.get("path", "")}
+    if named.get("members"):
+        return {"soft_labels": "online", "teacher": teacher_identity(named["members"], named.get("weights") or []),
+                "teacher_path": named.get("path", "")}
+    return {"soft_labels": None, "teacher": None, "teacher_path": ""}
 
 
 class Store:

@@ -1,15 +1,23 @@
 """Benchmark suites: a TOML file -> a validated list of cells (method x dataset x IPC x seed x protocols).
 
 A suite names its datasets, IPCs, seeds and protocols once; each `[[methods]]` entry may narrow them and
-adds its own options (`set`), budget (`iterations` or `minutes`), FYI flip variants and prerequisites.
-The references (random, herding, k-center and the whole training set) are added to every suite under
-the same protocols and seeds; a `[[methods]]` entry naming one (without a label) configures it instead. Every mistake is found here, before anything runs, and said in one line.
+adds its own options (`set`), budget (`iterations` or `minutes`), FYI flip variants, ZCA whitening (`zca`),
+the teacher of its soft-label scores (`teacher`) and prerequisites. The references (random, herding, k-center
+and the whole training set) are added to every suite under the same protocols and seeds; a `[[methods]]` entry
+naming one (without a label) configures it instead. Every mistake is found here, before anything runs, and said
+in one line.
+
+Soft-label protocols (kd) need targets: a method whose sets carry their own (CV-DD: stored logits or the
+committee it names) brings them; every other set (random, DM, ...) is labelled online by `teacher`, a committee
+folder (`dsdistill committee`), given per entry or once for the suite, as one folder or one per dataset. That
+is how the references are scored under the same teacher and seeds as the soft-label method they are compared with.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -32,9 +40,9 @@ REFERENCES = ("random", "herding", "k-center", "whole")
 """Selection references every suite runs beside its methods, under the same protocols and seeds."""
 
 SUITE_KEYS = {"name", "description", "datasets", "ipcs", "seeds", "protocols", "references", "methods",
-              "prerequisites"}
-METHOD_KEYS = {"method", "label", "flip", "set", "iterations", "minutes", "datasets", "ipcs", "seeds",
-               "protocols", "requires"}
+              "prerequisites", "teacher"}
+METHOD_KEYS = {"method", "label", "flip", "zca", "set", "iterations", "minutes", "datasets", "ipcs", "seeds",
+               "protocols", "requires", "teacher"}
 PREREQUISITE_KEYS = {"name", "command", "creates"}
 
 
@@ -60,9 +68,12 @@ class Cell:
     ipc: int                              # 0 for the whole training set
     seed: int
     protocols: tuple[str, ...]
-    iterations: int | None = None         # budget of a synthesizer (None for selections)
-    minutes: float | None = None
+    iterations: int | None = None         # budget of a synthesizer (None for selections, and for a method that
+    minutes: float | None = None          # plans its own length when neither is given: cvdd)
     requires: tuple[str, ...] = ()
+    zca: bool = False                     # made and scored in ZCA-whitened space (load_dataset(zca=True))
+    teacher: str | None = None            # committee folder labelling this set online under soft-label protocols
+                                          # (None: no soft-label protocol, or the method's sets carry their own)
 
     def build(self) -> Method:
         cls, preset = resolve_method(self.method)
@@ -74,7 +85,8 @@ class Cell:
         return "whole" if self.method == "whole" else resolve_method(self.method)[0].kind
 
     def budget(self) -> Budget | None:
-        if self.kind != "synthesis":
+        """None for selections and for a method's own schedule (cvdd: iterations_per_ipc x IPC)."""
+        if self.kind != "synthesis" or (self.iterations is None and self.minutes is None):
             return None
         return Budget(iterations=self.iterations, minutes=self.minutes)
 
@@ -82,7 +94,8 @@ class Cell:
         """Everything that decides the set's bytes; its hash is the distillation record's key."""
         method = self.build()
         return recipe(self.dataset, method.name, dataclasses.asdict(method.config), self.ipc, self.seed,
-                      None if self.kind != "synthesis" else {"iterations": self.iterations, "minutes": self.minutes})
+                      None if self.kind != "synthesis" else {"iterations": self.iterations, "minutes": self.minutes},
+                      zca=self.zca)
 
     @property
     def key(self) -> str:
@@ -95,10 +108,12 @@ class Cell:
 
 
 def recipe(dataset: str, method: str, config: dict[str, Any], ipc: int, seed: int,
-           budget: dict[str, Any] | None) -> dict[str, Any]:
-    """The distillation recipe: how often a run checkpoints or logs is not part of it."""
+           budget: dict[str, Any] | None, zca: bool = False) -> dict[str, Any]:
+    """The distillation recipe: how often a run checkpoints or logs is not part of it. ZCA whitening enters only
+    when on, so the keys of every record made before it existed stay valid."""
     config = {k: v for k, v in config.items() if k not in _OPERATIONAL}
-    return {"dataset": dataset, "method": method, "config": config, "ipc": ipc, "seed": seed, "budget": budget}
+    r = {"dataset": dataset, "method": method, "config": config, "ipc": ipc, "seed": seed, "budget": budget}
+    return {**r, "zca": True} if zca else r
 
 
 def recipe_key(r: dict[str, Any]) -> str:
@@ -112,6 +127,12 @@ class Suite:
     cells: tuple[Cell, ...]
     prerequisites: dict[str, Prerequisite]
     path: str = ""
+
+    def builds(self, folder: str) -> list[Prerequisite]:
+        """The prerequisites that build `folder` (e.g. the committee a teacher names): what they create lies in it."""
+        target = Path(os.path.normpath(folder))
+        return [p for p in self.prerequisites.values()
+                if Path(os.path.normpath(p.creates)) == target or target in Path(os.path.normpath(p.creates)).parents]
 
 
 def _unknown(table: dict[str, Any], valid: set[str], where: str) -> None:
@@ -127,6 +148,43 @@ def _list(value: Any, kind: type, key: str, where: str) -> list:
     return values
 
 
+def _teachers(spec: Any, datasets: list[str], where: str) -> dict[str, str]:
+    """`teacher = "DIR"` or `teacher = { cifar10 = "DIR", ... }` -> the committee folder of each dataset."""
+    if isinstance(spec, str) and spec:
+        return {d: spec for d in datasets}
+    if isinstance(spec, dict) and spec and all(isinstance(v, str) and v for v in spec.values()):
+        missing = [d for d in datasets if d not in spec]
+        if missing:
+            raise ConfigError(f"{where}: teacher names no committee for {', '.join(missing)}; give one per dataset, "
+                              f"e.g. teacher = {{ {missing[0]} = \"runs/committee-{missing[0]}\" }}")
+        return {d: spec[d] for d in datasets}
+    raise ConfigError(f"{where}: teacher must be a committee folder, teacher = \"DIR\", or one per dataset, "
+                      f"teacher = {{ fashion-mnist = \"DIR\" }}; got {spec!r}")
+
+
+def _entry_teachers(entry: dict[str, Any], cls: type, spec: str, protocols: tuple[str, ...], datasets: list[str],
+                    default: Any, where: str) -> dict[str, str | None]:
+    """Which committee labels the entry's sets online under its soft-label protocols, per dataset (None: none
+    needed). A method whose sets carry their own soft labels keeps them; every other needs a teacher."""
+    soft = [p for p in protocols if get_protocol(p).label_mode == "soft"]
+    own = getattr(cls, "soft_labels", False)
+    given = entry.get("teacher")
+    if given is not None and not soft:
+        raise ConfigError(f"{where}: teacher labels soft-label protocols only, and this entry's protocols "
+                          f"({', '.join(protocols)}) are hard-label: add one (protocols = [\"dc\", \"kd\"]) or drop "
+                          "teacher")
+    if given is not None and own:
+        raise ConfigError(f"{where}: {cls.name}'s sets carry their own soft labels (the committee they were made with), "
+                          "so teacher does not apply to them; drop it")
+    if not soft or own:
+        return {d: None for d in datasets}
+    if given is None and default is None:
+        raise ConfigError(f"{where}: {spec} makes sets without soft labels, so protocol {soft[0]} needs a teacher: "
+                          "teacher = \"DIR\" (a committee folder from `dsdistill committee`), in this entry or for "
+                          "the whole suite")
+    return dict(_teachers(given if given is not None else default, datasets, where))
+
+
 def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
                  prerequisites: dict[str, Prerequisite]) -> list[Cell]:
     _unknown(entry, METHOD_KEYS, where)
@@ -139,6 +197,9 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: set must be a table, e.g. set = {{ batch_real = 64 }}")
     flips = _list(entry.get("flip", False), bool, "flip", where)
+    zca = entry.get("zca", False)
+    if not isinstance(zca, bool):
+        raise ConfigError(f"{where}: zca must be true or false, got {zca!r}")
     synthesis = cls.kind == "synthesis"
     if any(flips) and not synthesis:
         raise ConfigError(f"{where}: flip applies to synthesizers only")
@@ -146,9 +207,10 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     if synthesis:
         if iterations is None and minutes is None:
             iterations = preset.get("iterations")
-        if iterations is None and minutes is None:
+        if iterations is not None or minutes is not None:
+            Budget(iterations=iterations, minutes=minutes)     # positive, checked once
+        elif not getattr(cls, "schedules_itself", False):
             raise ConfigError(f"{where}: give a budget: iterations = N or minutes = M")
-        Budget(iterations=iterations, minutes=minutes)     # positive, checked once
     elif iterations is not None or minutes is not None:
         raise ConfigError(f"{where}: a selection method takes no budget (iterations/minutes)")
     requires = tuple(_list(entry["requires"], str, "requires", where)) if "requires" in entry else ()
@@ -164,11 +226,14 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     protocols = tuple(_list(entry.get("protocols", defaults["protocols"]), str, "protocols", where))
     for p in protocols:
         get_protocol(p)
+    teachers = _entry_teachers(entry, cls, spec, protocols, datasets, defaults.get("teacher"), where)
     cells = []
     for flip in flips:
         values = {**options, **({"flip": True} if flip else {})}
         make_config(cls.Config, {**{k: v for k, v in preset.items() if k != "iterations"}, **values})  # unknown keys
         label = entry.get("label") or spec
+        if zca:
+            label += "+zca"
         if flip:
             label += "+flip=true"
         for dataset in datasets:
@@ -177,7 +242,8 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
                     cells.append(Cell(dataset=dataset, label=label, method=spec,
                                       options=tuple(sorted(values.items())), ipc=ipc, seed=seed,
                                       protocols=protocols, iterations=iterations if synthesis else None,
-                                      minutes=minutes if synthesis else None, requires=requires))
+                                      minutes=minutes if synthesis else None, requires=requires, zca=zca,
+                                      teacher=teachers[dataset]))
     return cells
 
 
@@ -189,7 +255,8 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     _unknown(raw, SUITE_KEYS, path)
     name = raw.get("name") or Path(path).stem
     defaults = {"datasets": raw.get("datasets", ["fashion-mnist"]), "ipcs": raw.get("ipcs"),
-                "seeds": raw.get("seeds", [0]), "protocols": raw.get("protocols", ["dc"])}
+                "seeds": raw.get("seeds", [0]), "protocols": raw.get("protocols", ["dc"]),
+                "teacher": raw.get("teacher")}
     if defaults["ipcs"] is None:
         raise ConfigError(f"{path}: give the IPCs, e.g. ipcs = [1, 10]")
     prerequisites: dict[str, Prerequisite] = {}
@@ -221,6 +288,9 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
             raise ConfigError(f"{path}: two entries make {cell.label} at IPC {cell.ipc}, seed {cell.seed}; "
                               "give them distinct labels (label = \"...\")")
         seen[slot] = cell
+    if raw.get("teacher") is not None and not any(c.teacher for c in seen.values()):
+        raise ConfigError(f"{path}: teacher is given but no entry is scored under a soft-label protocol (kd) with "
+                          "it; add \"kd\" to protocols or drop teacher")
     return Suite(name=name, description=raw.get("description", ""), cells=tuple(seen.values()),
                  prerequisites=prerequisites, path=path)
 

@@ -192,6 +192,7 @@ def index_bounds(total: int, ipc: int) -> list[int]:
 class CVDD(Synthesizer):
     Config = CVDDConfig
     needs_teacher = True
+    soft_labels = True           # relabel: the committee's logits stored, or the committee named (online)
     class_separable = True       # the BN term's batch statistics, its only quantity over all classes, are added up
                                  # from per-class moments, across torchrun processes too (World.ordered_sum)
     schedules_itself = True      # without --iterations the run is iterations_per_ipc x IPC

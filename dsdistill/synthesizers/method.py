@@ -28,6 +28,8 @@ class Method(abc.ABC):
     needs_teacher: ClassVar[bool] = False  # works from models trained on the real data
     class_separable: ClassVar[bool] = True # classes can be processed independently (sharding)
     supports_view: ClassVar[bool] = True   # accepts FYI's flip view
+    soft_labels: ClassVar[bool] = False    # its sets carry their own soft labels (stored, or a teacher they name),
+                                           # so a soft-label protocol (kd) needs no --teacher for them
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is None:
