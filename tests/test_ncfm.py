@@ -65,9 +65,9 @@ def test_one_synthetic_sample_gets_no_amplitude_gradient():
     assert norms[0] < 1e-4 < 1.0 < norms[1]
 
 
-def test_learned_sampler_ascent_moves_psi_and_raises_the_discrepancy(tiny_real):
-    """The official ascent step cancels to a zero gradient; ours must move psi upward."""
-    synth = ncfm(sampler="learned", sampler_lr=0.05, num_freqs=64)
+def _sampler_case(tiny_real, **options):
+    """A learned-sampler NCFM with its state, psi, random real/synthetic embeddings and psi's input noise."""
+    synth = ncfm(sampler="learned", num_freqs=64, **options)
     images = synth.init_images(tiny_real, 1, 0).requires_grad_(True)
     state = State(images=images, optimizer=synth.make_optimizer(images), ipc=1)
     synth.init_extra(tiny_real, state, 0)
@@ -75,7 +75,12 @@ def test_learned_sampler_ascent_moves_psi_and_raises_the_discrepancy(tiny_real):
     dim = sampler.net[0].in_features
     g = torch.Generator().manual_seed(0)
     real_emb, syn_emb = torch.randn(20, dim, generator=g), torch.randn(3, dim, generator=g)
-    noise = synth._noise(state, 0, dim, seed=0, it=0)
+    return synth, state, sampler, real_emb, syn_emb, synth._noise(state, 0, dim, seed=0, it=0)
+
+
+def test_learned_sampler_ascent_moves_psi_and_raises_the_discrepancy(tiny_real):
+    """The official ascent step cancels to a zero gradient; ours must move psi upward."""
+    synth, state, sampler, real_emb, syn_emb, noise = _sampler_case(tiny_real, sampler_lr=0.05)
 
     def discrepancy() -> float:
         with torch.no_grad():
@@ -101,22 +106,14 @@ def test_learned_sampler_ascent_concentrates_the_frequencies(tiny_real):
     """Why the paper's sampler loses to Gaussian frequencies (README, NCFM findings): the max player's objective
     is linear in the frequency distribution, so its best response is a point mass; at the code's sampler lr
     (1e-3 on a loss scaled x300) twenty ascent steps collapse psi's rows onto a few directions."""
-    synth = ncfm(sampler="learned", num_freqs=64, sampler_tile=1, sampler_lr=1e-3)
-    images = synth.init_images(tiny_real, 1, 0).requires_grad_(True)
-    state = State(images=images, optimizer=synth.make_optimizer(images), ipc=1)
-    synth.init_extra(tiny_real, state, 0)
-    sampler = state.extra["sampler"]
-    dim = sampler.net[0].in_features
-    g = torch.Generator().manual_seed(0)
-    real_emb, syn_emb = torch.randn(20, dim, generator=g), torch.randn(3, dim, generator=g)
-    noise = synth._noise(state, 0, dim, seed=0, it=0)
+    synth, state, sampler, real_emb, syn_emb, noise = _sampler_case(tiny_real, sampler_tile=1, sampler_lr=1e-3)
     with torch.no_grad():
         before = _effective_rank(sampler(noise))
     for step in range(20):
         synth.ascend(state, real_emb, syn_emb, 0, seed=0, it=step)
     with torch.no_grad():
         after = _effective_rank(sampler(noise))
-    assert before > 0.4 * min(64, dim)        # 35 of 64 rows here: spread out at the start
+    assert before > 0.4 * min(64, real_emb.shape[-1])  # 35 of 64 rows here: spread out at the start
     assert after < 0.2 * before               # 3.5 after 20 steps (a slow psi, lr 3e-6, stays at 35.3)
 
 
