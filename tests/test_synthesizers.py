@@ -222,3 +222,21 @@ def test_class_flags_are_declared():
         assert cls.kind in ("selection", "synthesis")
         assert isinstance(cls.class_separable, bool) and isinstance(cls.needs_teacher, bool)
         assert isinstance(cls.soft_labels, bool)
+
+
+@pytest.mark.parametrize("spec", sorted(f"{name}.{preset}" for name, cls in SYNTHESIZERS.items()
+                                        for preset in getattr(cls, "PRESETS", {})))
+def test_every_preset_names_only_real_config_fields(spec):
+    """A typo in a preset would otherwise surface only when a long run starts."""
+    cls, values = resolve_method(spec)
+    values.pop("iterations", None)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    assert set(values) <= fields, sorted(set(values) - fields)
+    cls.Config(**values)
+
+
+def test_mtt_cpu_presets_fit_the_cpu_experts():
+    """benchmarks/results/fmnist-mtt-cpu uses 11-epoch experts: every CPU preset's window must fit in them."""
+    for preset in ("mtt.fmnist-cpu", "mtt.fmnist-cpu-ipc1"):
+        _, values = resolve_method(preset)
+        assert values["max_start_epoch"] - 1 + values["expert_epochs"] <= 11, preset
