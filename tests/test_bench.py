@@ -192,7 +192,9 @@ def test_shipped_suites_cover_the_registry():
     assert all("dc" in c.protocols for c in cpu.cells)
     assert {p for c in cpu.cells for p in c.protocols} == {"dc", "kd"}
     mtt = [c for c in cpu.cells if c.build().name == "mtt"]
-    assert {c.method for c in mtt} == {"mtt.fmnist-cpu"} and {c.build().config.experts for c in mtt} == {"runs/experts-fmnist"}
+    # IPC 1 takes MTT's IPC 1 row, IPC 10 the first CPU preset (README, MTT findings); one experts folder for both
+    assert {(c.method, c.ipc) for c in mtt} == {("mtt.fmnist-cpu-ipc1", 1), ("mtt.fmnist-cpu", 10)}
+    assert {c.build().config.experts for c in mtt} == {"runs/experts-fmnist"}
     assert cpu.prerequisites["fmnist-experts"].command == \
         "dsdistill experts --dataset fashion-mnist --experts 3 --epochs 11 --out runs/experts-fmnist"
     assert {c.method for c in cpu.cells if c.build().name == "cvdd"} == {"cvdd.fmnist-cpu", "cvdd.single-fmnist-cpu"}
