@@ -31,6 +31,7 @@ from ..data import RealData, load_dataset
 from ..distributed import World
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Protocol, evaluate, get_protocol
+from ..evaluate.soft import load_protocol_teacher, prior_temperature
 from ..synset import SyntheticSet
 from ..teacher import Teacher
 from .store import Store, Usage, eval_key, measure, provenance, set_labels, teacher_identity, teacher_key
@@ -90,7 +91,7 @@ def committee_identity(folder: str, protocol: Protocol, dataset: str) -> dict[st
                           "--out DIR`), whose manifest names every member by sha256")
     hint = committee_command(dataset, "LIST", folder)
     entries = finished_entries(KIND, folder, read_manifest(folder, hint), hint)
-    weights = prior_weights([e["prior"] for e in entries], float(protocol.extra("prior_temperature", 10.0)))
+    weights = prior_weights([e["prior"] for e in entries], prior_temperature(protocol))
     return teacher_identity([{"name": e["name"], "sha256": e["sha256"]} for e in entries], weights.tolist())
 
 
@@ -311,9 +312,7 @@ class Runner:
         """The cell's committee, loaded as evaluate would load it, and checked against the identity in the key."""
         if labels.source != "given":
             return None  # hard labels, or the set's own (evaluate finds them in the set)
-        from ..committee import load_teacher
-        teacher = load_teacher(labels.folder, data, bn_mode=protocol.extra("teacher_bn", "train"),
-                               temperature=float(protocol.extra("prior_temperature", 10.0)), device=self.device)
+        teacher = load_protocol_teacher(labels.folder, data, self.device, protocol)
         loaded = teacher_identity([{"name": n, "sha256": h} for n, h in zip(teacher.names, teacher.sha256)],
                                   teacher.weights.tolist())
         if loaded != labels.identity:

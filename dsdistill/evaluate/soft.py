@@ -45,15 +45,21 @@ def stored_logits(synset: SyntheticSet) -> Tensor:
     return soft
 
 
-def _load(teacher: Any, data: RealData, device: torch.device, protocol: Protocol,
-          recorded: dict | None = None) -> Teacher:
+def prior_temperature(protocol: Protocol) -> float:
+    """The temperature of the committee's ensemble weights softmax(prior / T) under `protocol` (CV-DD: 10)."""
+    return float(protocol.extra("prior_temperature", 10.0))
+
+
+def load_protocol_teacher(teacher: Any, data: RealData, device: torch.device, protocol: Protocol,
+                          recorded: dict | None = None) -> Teacher:
+    """A Teacher, a model or a committee path as `protocol` labels with it (its BN mode and prior temperature)."""
     if isinstance(teacher, Teacher):
         return teacher.to(device)
     if isinstance(teacher, nn.Module):
         return Teacher([teacher], [1.0], bn_mode=protocol.extra("teacher_bn", "train")).to(device)
     from ..committee import load_teacher  # late: the committee module trains models, the evaluator rarely needs it
     return load_teacher(teacher, data, bn_mode=protocol.extra("teacher_bn", "train"),
-                        temperature=float(protocol.extra("prior_temperature", 10.0)), device=device,
+                        temperature=prior_temperature(protocol), device=device,
                         expected=recorded)
 
 
@@ -61,7 +67,7 @@ def resolve_soft_labels(synset: SyntheticSet, teacher: Any, data: RealData, devi
                         protocol: Protocol) -> SoftLabels:
     recorded = synset.extra.get("teacher") or None
     if teacher is not None:
-        loaded = _load(teacher, data, device, protocol)
+        loaded = load_protocol_teacher(teacher, data, device, protocol)
         notes = [f"soft labels online from the given {loaded.describe()}"]
         if synset.soft_labels is not None:
             notes.append("the set's stored soft labels were NOT used: the given teacher labelled every crop")
@@ -77,7 +83,7 @@ def resolve_soft_labels(synset: SyntheticSet, teacher: Any, data: RealData, devi
     if recorded:
         if not recorded.get("path"):
             raise ConfigError("the set names a teacher but not its folder; pass --teacher DIR")
-        loaded = _load(recorded["path"], data, device, protocol, recorded=recorded)
+        loaded = load_protocol_teacher(recorded["path"], data, device, protocol, recorded=recorded)
         return SoftLabels(OnlineLabels(loaded), loaded.describe(), loaded.checkpoint_bytes,
                           [f"soft labels online from the set's own {loaded.describe()} (sha256 checked)"])
     raise ConfigError(f"protocol {protocol.name!r} trains on soft labels, and this {synset.method} set has none: pass "
