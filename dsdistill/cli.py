@@ -628,6 +628,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="result store folder (default: benchmarks/results/store)")
     p.add_argument("--only", action="append", metavar="PATTERN", help="run only cells whose label matches (repeatable)")
     p.add_argument("--skip", action="append", metavar="PATTERN", help="skip cells whose label matches (repeatable)")
+    p.add_argument("--ipc", action="append", type=int, metavar="N",
+                   help="run only cells at this IPC (repeatable; the whole-set reference has none and is left out)")
     p.add_argument("--dry-run", action="store_true", help="list every step as stored or to run, and run nothing")
     p.add_argument("--import", dest="import_dirs", nargs="+", metavar="DIR",
                    help="add the evaluation JSONs (and their sets) in these folders to the store")
@@ -652,11 +654,11 @@ def run_bench(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.dry_run:
         if is_main_process():
-            print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip))))
+            print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip, args.ipc))))
         return 0
     with init_world(args.device) as world:
         try:
-            summary = run_suite(suite, store, only=args.only, skip=args.skip, device=world.device,
+            summary = run_suite(suite, store, only=args.only, skip=args.skip, ipcs=args.ipc, device=world.device,
                                 data_root=args.data_root, command=" ".join(["dsdistill", *args.argv]), world=world)
         except Interrupted as stop:
             print(f"dsdistill: {world.describe() + ': ' if world.sharded else ''}{stop}; rerun the same command to "

@@ -79,6 +79,23 @@ def finished_entries(kind: FolderKind, folder: str | Path, manifest: Mapping[str
     return sorted(entries, key=kind.key) if kind.ordered else list(entries)
 
 
+def build_finished(path: str | Path) -> bool:
+    """Whether what a prerequisite `creates` is whole: False only for a model-folder manifest whose build stopped
+    before its last planned unit (it lists the finished ones, so it exists from the first); any other path
+    (a set file, a manifest written before manifests said so) is whole when it exists."""
+    file = Path(path)
+    if not file.exists():
+        return False
+    if file.suffix != ".json" or not file.is_file():
+        return True
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return True   # not a manifest of ours: existence is all we know
+    return not (isinstance(manifest, dict) and str(manifest.get("format", "")).startswith("dsdistill-")
+                and manifest.get("complete") is False)
+
+
 def folder_bytes(kind: FolderKind, path: str | Path) -> int:
     """Bytes on disk of the manifest and every finished unit's file."""
     folder = Path(path)
@@ -104,6 +121,7 @@ class FolderBuild:
         self.header = {"format": kind.format, "version": kind.version, **identity, "created_utc": created_utc(),
                        "dsdistill_version": __version__, "command": command, **(extra or {})}
         self.finished: dict[Hashable, Entry] = {}
+        self.planned: set[Hashable] = set()
         if not (self.folder / kind.manifest).exists():
             return
         manifest = read_manifest(kind, self.folder)
@@ -121,7 +139,9 @@ class FolderBuild:
             return False
 
     def missing(self, keys: Iterable[K]) -> list[K]:
-        """The units of `keys` not finished yet, in the given order."""
+        """The units of `keys` (this run's plan) not finished yet, in the given order."""
+        keys = list(keys)
+        self.planned = set(keys)
         return [k for k in keys if k not in self.finished]
 
     def save(self, file: str, blob: Any) -> Path:
@@ -134,6 +154,7 @@ class FolderBuild:
         """Record a unit whose file is saved: rewrite the manifest (atomically), then call on_unit."""
         self.finished[self.kind.key(entry)] = entry
         done = [self.finished[k] for k in sorted(self.finished)] if self.kind.ordered else list(self.finished.values())
-        write_json(self.folder / self.kind.manifest, {**self.header, self.kind.entries: done})
+        complete = self.planned <= self.finished.keys()   # what a stopped build lacks (see build_finished)
+        write_json(self.folder / self.kind.manifest, {**self.header, "complete": complete, self.kind.entries: done})
         if self.on_unit is not None:
             self.on_unit(entry)

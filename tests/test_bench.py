@@ -17,7 +17,8 @@ import pytest
 import torch
 from scipy.stats import ttest_ind
 
-from dsdistill.bench import Store, build_tables, import_reports, load_suite, parse_suite, plan, run_suite, write_report
+from dsdistill.bench import (Store, build_tables, import_reports, load_suite, parse_suite, plan, run_suite,
+                             select_cells, write_report)
 from dsdistill.bench import runner as runner_module
 from dsdistill.bench.report import leaderboard_md
 from dsdistill.bench.store import eval_key, teacher_identity, teacher_key
@@ -421,6 +422,29 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fm_root, monkeypatch):
     assert "kd-tiny" in soft_md and "smoke v1" not in soft_md and "| soft labels |" in soft_md
     assert "| soft labels |" not in hard_md
 
+    # teacher_labels = "stored": the same committee labels each image once (eval-mode BN), under a key of its own
+    stored_suite = tmp_path / "stored.toml"
+    stored_suite.write_text(KD_SUITE.format(committee=tmp_path / "committee", seed=0, root=fm_root)
+                            .replace('teacher = "', 'teacher_labels = "stored"\nteacher = "', 1))
+    third = run_suite(load_suite(stored_suite), store, only=["random"], **kwargs)
+    assert not third.made and third.scored == ["random IPC 1 seed 0 under kd-tiny"]
+    by_labels = {e["labels"]: e for e in store.records("eval") if e["label"] == "random" and e["protocol"] == "kd-tiny"
+                 and e["teacher"]["path"] == str(tmp_path / "committee")}
+    online, stored = by_labels["given"], by_labels["given-stored"]
+    assert stored["teacher"]["labels"] == "stored" and stored["teacher_key"] != online["teacher_key"]
+    assert {k: v for k, v in stored["teacher"].items() if k not in ("labels", "key", "source")} == \
+        {k: v for k, v in online["teacher"].items() if k not in ("key", "source")}
+    assert stored["set_sha256"] == online["set_sha256"]                # the stored set itself is not changed
+    assert any("stored in the set" in n for n in stored["report"]["notes"])
+    assert not run_suite(load_suite(stored_suite), store, only=["random"], **kwargs).scored
+    soft_rows = [r for t in build_tables(store) if t.label_mode == "soft" for r in t.rows]
+    assert sum(r.teacher.startswith(f"stored once by {tmp_path / 'committee'} #") for r in soft_rows) == 1
+
+
+def test_teacher_labels_must_be_online_or_stored():
+    with pytest.raises(DsdistillError, match="teacher_labels must be one of online, stored, got 'cached'"):
+        parse_suite("ipcs = [1]\nprotocols = ['kd']\nteacher = 'c'\nteacher_labels = 'cached'", "s.toml")
+
 
 def test_a_teacher_nobody_builds_is_refused_before_anything_runs(tmp_path, fm_root):
     suite = parse_suite(f"ipcs = [1]\nprotocols = ['dc', 'kd']\nreferences = ['random']\nteacher = '{tmp_path / 'c'}'",
@@ -587,3 +611,33 @@ creates = "{tmp_path / 'x.h5'}"
     with pytest.raises(DsdistillError, match="prerequisite 'broken' failed.*run it by hand: dsdistill select"):
         runner.ensure(suite.prerequisites["broken"])
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_a_stopped_prerequisite_build_is_resumed_not_taken_as_made(tmp_path, fm_root):
+    """A committee (pool, experts) stopped after its first member has a manifest, which `creates` names: the
+    runner sees `complete: false` in it and reruns the command, which resumes."""
+    from dsdistill.bench import Runner
+    folder = tmp_path / "committee"
+    command = (f"dsdistill committee --members convnet-bn:width=8,convnet-bn:width=8:depth=2 --holdout 1 "
+               f"--out {folder} --data-root {fm_root} --device cpu --quiet")
+    suite = parse_suite(f"ipcs = [1]\n[[prerequisites]]\nname = 'c'\ncommand = '{command}'\n"
+                        f"creates = '{folder / 'committee.json'}'", "s.toml")
+    assert main(shlex.split(command.replace("width=8,convnet-bn:width=8:depth=2", "width=8"))[1:]) == 0
+    manifest = json.loads((folder / "committee.json").read_text())
+    manifest["complete"] = False   # as a build of both members stopped after the first leaves it
+    (folder / "committee.json").write_text(json.dumps(manifest))
+    logs = []
+    Runner(suite, Store(tmp_path / "store"), device="cpu", log=logs.append).ensure(suite.prerequisites["c"])
+    assert logs == [f"prerequisite c: {command}"]
+    after = json.loads((folder / "committee.json").read_text())
+    assert after["complete"] is True and len(after["members"]) == 2
+
+
+def test_only_skip_and_ipc_select_cells():
+    suite = parse_suite("ipcs = [1, 10]\nreferences = ['random', 'herding', 'whole']", "s.toml")
+    pick = lambda **kw: sorted((c.label, c.ipc) for c in select_cells(suite, **kw))  # noqa: E731
+    assert pick(ipcs=[10]) == [("herding", 10), ("random", 10)]
+    assert pick(only=["r*"], ipcs=[1]) == [("random", 1)]
+    assert pick(skip=["random", "herding"]) == [("whole", 0)]
+    with pytest.raises(DsdistillError, match="no cell of s matches --only/--skip/--ipc; .*IPCs: 1, 10$"):
+        select_cells(suite, ipcs=[50])

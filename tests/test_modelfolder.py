@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dsdistill.errors import CheckpointError, ConfigError
-from dsdistill.modelfolder import FolderBuild, FolderKind, finished_entries, folder_bytes, read_manifest
+from dsdistill.modelfolder import (FolderBuild, FolderKind, build_finished, finished_entries, folder_bytes,
+                                  read_manifest)
 
 
 def _differences(have, want):
@@ -74,6 +75,27 @@ def test_a_stopped_build_keeps_every_finished_unit(tmp_path):
         build(tmp_path, [0, 1, 2], on_unit=stop_after_first)
     assert [e["index"] for e in read_manifest(TOY, tmp_path)["toys"]] == [0]
     assert build(tmp_path, [0, 1, 2]) == [1, 2]
+
+
+def test_the_manifest_says_whether_the_planned_build_is_complete(tmp_path):
+    """A prerequisite's `creates` (the manifest) exists from the first finished unit; `complete` tells a stopped
+    build from a whole one (dsdistill bench resumes the former)."""
+    def stop_after_first(entry):
+        raise KeyboardInterrupt
+
+    manifest = tmp_path / "toys.json"
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, [0, 1], on_unit=stop_after_first)
+    assert read_manifest(TOY, tmp_path)["complete"] is False and not build_finished(manifest)
+    build(tmp_path, [0, 1])
+    assert read_manifest(TOY, tmp_path)["complete"] is True and build_finished(manifest)
+    with pytest.raises(KeyboardInterrupt):          # a rerun that adds a unit is incomplete again until it ends
+        build(tmp_path, [0, 1, 2, 3], on_unit=stop_after_first)
+    assert not build_finished(manifest)
+    legacy = tmp_path / "old.json"                   # written before manifests said so, or not ours: existence
+    legacy.write_text('{"format": "dsdistill-toys", "toys": []}')
+    (tmp_path / "set.h5").write_bytes(b"x")
+    assert build_finished(legacy) and build_finished(tmp_path / "set.h5") and not build_finished(tmp_path / "no.json")
 
 
 def test_a_failed_write_leaves_no_partial_file_and_the_manifest_untouched(tmp_path):

@@ -97,8 +97,8 @@ def _teacher_words(ev: dict[str, Any]) -> str:
         return "stored in the set"
     if not t:
         return ev.get("report", {}).get("teacher", "") or "-"
-    own = "its own: " if t.get("source") == "set" else ""
-    return f"{own}{t.get('path') or 'committee'} #{str(t.get('key', ''))[:6]}"
+    how = {"set": "its own: ", "given-stored": "stored once by "}.get(t.get("source"), "")
+    return f"{how}{t.get('path') or 'committee'} #{str(t.get('key', ''))[:6]}"
 
 
 def _welch(a: list[float], b: list[float]) -> float | None:

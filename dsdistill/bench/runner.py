@@ -12,8 +12,9 @@ otherwise be seen by one rank and not by another). What cannot be split is refus
 method or configuration that couples its classes, soft-label protocols, a prerequisite not yet made.
 
 Under a soft-label protocol a set is scored with its own soft labels when it carries them (CV-DD) and otherwise
-labelled online by its cell's teacher (a committee folder); an online teacher's identity (members by sha256,
-ensemble weights) is part of the evaluation's store key (Labels).
+labelled by its cell's teacher (a committee folder), online or, with `teacher_labels = "stored"`, once per image
+(the set is relabelled in memory, dsdistill.relabel); the teacher's identity (members by sha256, ensemble
+weights, and "stored" when it labels once) is part of the evaluation's store key (Labels).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from ..distributed import World
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Protocol, evaluate, get_protocol
 from ..evaluate.soft import load_protocol_teacher, prior_temperature
+from ..modelfolder import build_finished
+from ..relabel import relabel
 from ..synset import SyntheticSet
 from ..teacher import Teacher
 from .store import Store, Usage, eval_key, measure, provenance, set_labels, teacher_identity, teacher_key
@@ -49,14 +52,18 @@ class Summary:
                 f"{len(self.skipped)} steps already stored")
 
 
-def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | None = None) -> list[Cell]:
-    """Cells whose label matches any --only pattern and no --skip pattern (fnmatch, e.g. 'dm*')."""
+def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | None = None,
+                 ipcs: list[int] | None = None) -> list[Cell]:
+    """Cells whose label matches any --only pattern and no --skip pattern (fnmatch, e.g. 'dm*'), at the --ipc
+    values when given."""
     cells = [c for c in suite.cells
              if (not only or any(fnmatch.fnmatchcase(c.label, p) for p in only))
-             and not any(fnmatch.fnmatchcase(c.label, p) for p in (skip or []))]
+             and not any(fnmatch.fnmatchcase(c.label, p) for p in (skip or []))
+             and (not ipcs or c.ipc in ipcs)]
     if not cells:
-        raise ConfigError(f"no cell of {suite.name} matches --only/--skip; labels: "
-                          f"{', '.join(sorted({c.label for c in suite.cells}))}")
+        raise ConfigError(f"no cell of {suite.name} matches --only/--skip/--ipc; labels: "
+                          f"{', '.join(sorted({c.label for c in suite.cells}))}; IPCs: "
+                          f"{', '.join(str(i) for i in sorted({c.ipc for c in suite.cells if c.ipc}))}")
     return cells
 
 
@@ -64,7 +71,8 @@ def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | 
 class Labels:
     """Where one evaluation's targets come from, and the teacher part of its store key."""
     source: str                              # "hard", "stored" (in the set), "set" (the teacher the set names),
-                                             # "given" (the cell's teacher, passed to evaluate)
+                                             # "given" (the cell's teacher, passed to evaluate), "given-stored"
+                                             # (the cell's teacher, stored into the set before evaluate)
     folder: str = ""                         # the committee folder (set, given)
     identity: dict[str, Any] | None = None   # store.teacher_identity of an online teacher (set, given)
 
@@ -119,7 +127,10 @@ def labels_for(cell: Cell, record: dict[str, Any], protocol: Protocol) -> Labels
     if cell.teacher is None:
         raise ConfigError(f"{cell.label}'s set carries no soft labels; give its suite entry a teacher "
                           "(teacher = \"DIR\", a committee folder) to score it under a soft-label protocol")
-    return Labels("given", cell.teacher, committee_identity(cell.teacher, protocol, cell.dataset))
+    identity = committee_identity(cell.teacher, protocol, cell.dataset)
+    if cell.teacher_labels == "stored":   # another target than online labels: a key of its own (online keys unchanged)
+        return Labels("given-stored", cell.teacher, {**identity, "labels": "stored"})
+    return Labels("given", cell.teacher, identity)
 
 
 def stored_eval(store: Store, cell: Cell, record: dict[str, Any] | None, protocol: Protocol) -> bool:
@@ -156,7 +167,8 @@ def plan(suite: Suite, store: Store, cells: list[Cell]) -> list[str]:
         for name in cell.protocols:
             protocol = get_protocol(name)
             done = stored_eval(store, cell, rec, protocol)
-            by = f" (teacher {cell.teacher})" if cell.teacher and protocol.label_mode == "soft" else ""
+            stored = ", stored labels" if cell.teacher_labels == "stored" else ""
+            by = f" (teacher {cell.teacher}{stored})" if cell.teacher and protocol.label_mode == "soft" else ""
             lines.append(f"{'stored' if done else 'to run':<7} score {_describe(cell)} under {name}{by}")
     return lines
 
@@ -209,7 +221,7 @@ class Runner:
                 problem = cell.build().shard_problem(self.shard(cell.dataset, cell.zca))
                 if problem:
                     problems.append(f"{cell.label} (IPC {cell.ipc}): {problem}")
-                missing |= {name for name in cell.requires if not Path(self.suite.prerequisites[name].creates).exists()}
+                missing |= {name for name in cell.requires if not build_finished(self.suite.prerequisites[name].creates)}
             for name in cell.protocols:
                 protocol = get_protocol(name)
                 if protocol.label_mode == "soft" and not stored_eval(self.store, cell, stored, protocol):
@@ -234,11 +246,13 @@ class Runner:
                               f"\"{missing[0]}/committee.json\") or build it first")
 
     def ensure(self, prerequisite: Prerequisite) -> None:
-        if Path(prerequisite.creates).exists():
+        """Run (or resume) a prerequisite unless what it creates is whole (a stopped committee, pool or experts
+        build leaves a manifest of its finished models, which says it is not complete)."""
+        if build_finished(prerequisite.creates):
             return
         from ..cli import main   # late: the CLI imports this package
         self.log(f"prerequisite {prerequisite.name}: {prerequisite.command}")
-        if main(prerequisite.argv()) != 0 or not Path(prerequisite.creates).exists():
+        if main(prerequisite.argv()) != 0 or not build_finished(prerequisite.creates):
             raise ConfigError(f"prerequisite {prerequisite.name!r} failed or did not create {prerequisite.creates}; "
                               f"run it by hand: {prerequisite.command}")
 
@@ -308,17 +322,27 @@ class Runner:
                               f"delete {self.store.path('distill', record['key'])} to make it again")
         return synset
 
-    def teacher(self, labels: Labels, protocol: Protocol, data: RealData) -> Teacher | None:
-        """The cell's committee, loaded as evaluate would load it, and checked against the identity in the key."""
-        if labels.source != "given":
-            return None  # hard labels, or the set's own (evaluate finds them in the set)
-        teacher = load_protocol_teacher(labels.folder, data, self.device, protocol)
+    def labelled(self, synset: SyntheticSet, labels: Labels, protocol: Protocol,
+                 data: RealData) -> tuple[SyntheticSet, Teacher | None]:
+        """The set and the teacher evaluate gets: the cell's committee (loaded as evaluate would load it, checked
+        against the identity in the key) labels online, or is stored into a copy of the set first."""
+        if labels.source not in ("given", "given-stored"):
+            return synset, None  # hard labels, or the set's own (evaluate finds them in the set)
+        stored = labels.source == "given-stored"
+        if stored:   # eval-mode BN, as `dsdistill relabel --mode stored` and CV-DD's relabel=stored label
+            from ..committee import load_teacher
+            teacher = load_teacher(labels.folder, data, bn_mode="eval", temperature=prior_temperature(protocol),
+                                   device=self.device)
+        else:
+            teacher = load_protocol_teacher(labels.folder, data, self.device, protocol)
         loaded = teacher_identity([{"name": n, "sha256": h} for n, h in zip(teacher.names, teacher.sha256)],
                                   teacher.weights.tolist())
-        if loaded != labels.identity:
+        if loaded != {k: v for k, v in (labels.identity or {}).items() if k != "labels"}:
             raise ConfigError(f"the committee at {labels.folder} changed while the suite ran (its members or priors "
                               "differ from its manifest); rerun the suite")
-        return teacher
+        if stored:
+            return relabel(synset, teacher, "stored", prior_temperature(protocol)), None
+        return synset, teacher
 
     def score(self, cell: Cell, record: dict[str, Any], synset: SyntheticSet | None, summary: Summary) -> None:
         for name in cell.protocols:
@@ -334,8 +358,9 @@ class Runner:
             synset = synset or self.load_set(record)
             data = self.real(cell.dataset, cell.zca)
             with measure(self.device) as usage:
-                report = evaluate(synset, protocol, data=data, device=self.device, set_path=record["set_path"],
-                                  world=self.world, teacher=self.teacher(labels, protocol, data))
+                scored, teacher = self.labelled(synset, labels, protocol, data)
+                report = evaluate(scored, protocol, data=data, device=self.device, set_path=record["set_path"],
+                                  world=self.world, teacher=teacher)
             peak, memory_kind = self._peak(usage)
             summary.scored.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
             if not self.world.is_main:
@@ -365,5 +390,5 @@ class Runner:
 
 
 def run_suite(suite: Suite, store: Store, *, only: list[str] | None = None, skip: list[str] | None = None,
-              **kwargs: Any) -> Summary:
-    return Runner(suite, store, **kwargs).run(select_cells(suite, only, skip))
+              ipcs: list[int] | None = None, **kwargs: Any) -> Summary:
+    return Runner(suite, store, **kwargs).run(select_cells(suite, only, skip, ipcs))

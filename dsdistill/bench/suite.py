@@ -11,6 +11,8 @@ Soft-label protocols (kd) need targets: a method whose sets carry their own (CV-
 committee it names) brings them; every other set (random, DM, ...) is labelled online by `teacher`, a committee
 folder (`dsdistill committee`), given per entry or once for the suite, as one folder or one per dataset. That
 is how the references are scored under the same teacher and seeds as the soft-label method they are compared with.
+`teacher_labels = "stored"` (suite or entry) has the teacher label each image once instead of every crop: the
+cheap variant, for sets compared with CV-DD sets whose labels are stored too (`set = { relabel = "stored" }`).
 """
 from __future__ import annotations
 
@@ -40,9 +42,12 @@ REFERENCES = ("random", "herding", "k-center", "whole")
 """Selection references every suite runs beside its methods, under the same protocols and seeds."""
 
 SUITE_KEYS = {"name", "description", "datasets", "ipcs", "seeds", "protocols", "references", "methods",
-              "prerequisites", "teacher"}
+              "prerequisites", "teacher", "teacher_labels"}
 METHOD_KEYS = {"method", "label", "flip", "zca", "set", "iterations", "minutes", "datasets", "ipcs", "seeds",
-               "protocols", "requires", "teacher"}
+               "protocols", "requires", "teacher", "teacher_labels"}
+TEACHER_LABELS = ("online", "stored")
+"""How `teacher` labels a set under kd: every crop online (CV-DD's FKD labels), or one stored logit vector per
+image computed once (eval-mode BN; `dsdistill relabel --mode stored`), about 10x cheaper to score."""
 PREREQUISITE_KEYS = {"name", "command", "creates"}
 
 
@@ -72,8 +77,9 @@ class Cell:
     minutes: float | None = None          # plans its own length when neither is given: cvdd)
     requires: tuple[str, ...] = ()
     zca: bool = False                     # made and scored in ZCA-whitened space (load_dataset(zca=True))
-    teacher: str | None = None            # committee folder labelling this set online under soft-label protocols
+    teacher: str | None = None            # committee folder labelling this set under soft-label protocols
                                           # (None: no soft-label protocol, or the method's sets carry their own)
+    teacher_labels: str = "online"        # how the teacher labels: online per crop, or stored once (TEACHER_LABELS)
 
     def build(self) -> Method:
         cls, preset = resolve_method(self.method)
@@ -227,6 +233,9 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     for p in protocols:
         get_protocol(p)
     teachers = _entry_teachers(entry, cls, spec, protocols, datasets, defaults.get("teacher"), where)
+    teacher_labels = entry.get("teacher_labels", defaults.get("teacher_labels") or "online")
+    if teacher_labels not in TEACHER_LABELS:
+        raise ConfigError(f"{where}: teacher_labels must be one of {', '.join(TEACHER_LABELS)}, got {teacher_labels!r}")
     cells = []
     for flip in flips:
         values = {**options, **({"flip": True} if flip else {})}
@@ -243,7 +252,8 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
                                       options=tuple(sorted(values.items())), ipc=ipc, seed=seed,
                                       protocols=protocols, iterations=iterations if synthesis else None,
                                       minutes=minutes if synthesis else None, requires=requires, zca=zca,
-                                      teacher=teachers[dataset]))
+                                      teacher=teachers[dataset],
+                                      teacher_labels=teacher_labels if teachers[dataset] else "online"))
     return cells
 
 
@@ -256,7 +266,7 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     name = raw.get("name") or Path(path).stem
     defaults = {"datasets": raw.get("datasets", ["fashion-mnist"]), "ipcs": raw.get("ipcs"),
                 "seeds": raw.get("seeds", [0]), "protocols": raw.get("protocols", ["dc"]),
-                "teacher": raw.get("teacher")}
+                "teacher": raw.get("teacher"), "teacher_labels": raw.get("teacher_labels")}
     if defaults["ipcs"] is None:
         raise ConfigError(f"{path}: give the IPCs, e.g. ipcs = [1, 10]")
     prerequisites: dict[str, Prerequisite] = {}
