@@ -180,6 +180,15 @@ def _check_soft_labels(suite):
         assert {(c.ipc, c.seed) for c in cvdd} == {(c.ipc, c.seed) for c in selections}, dataset
 
 
+def test_every_shipped_suite_loads():
+    paths = sorted((REPO / "benchmarks/suites").glob("*.toml"))
+    assert len(paths) >= 3 and all(load_suite(p).cells for p in paths)
+    cpu_kd = [c for c in load_suite(REPO / "benchmarks/suites/fmnist-cpu.toml").cells if "kd" in c.protocols]
+    # the CPU suite's kd rows all have static labels from one committee: the selections' and CV-DD's own
+    assert all(c.teacher_labels == "stored" for c in cpu_kd if c.teacher)
+    assert all(c.build().config.relabel == "stored" for c in cpu_kd if not c.teacher)
+
+
 def test_shipped_suites_cover_the_registry():
     cpu = load_suite(REPO / "benchmarks/suites/fmnist-cpu.toml")
     registered = set(SYNTHESIZERS.list())
