@@ -183,10 +183,12 @@ def _check_soft_labels(suite):
 def test_every_shipped_suite_loads():
     paths = sorted((REPO / "benchmarks/suites").glob("*.toml"))
     assert len(paths) >= 3 and all(load_suite(p).cells for p in paths)
-    cpu_kd = [c for c in load_suite(REPO / "benchmarks/suites/fmnist-cpu.toml").cells if "kd" in c.protocols]
-    # the CPU suite's kd rows all have static labels from one committee: the selections' and CV-DD's own
-    assert all(c.teacher_labels == "stored" for c in cpu_kd if c.teacher)
-    assert all(c.build().config.relabel == "stored" for c in cpu_kd if not c.teacher)
+    for name, labels in (("fmnist-cpu", "online"), ("fmnist-cvdd-online", "online"), ("fmnist-cvdd-stored", "stored")):
+        kd = [c for c in load_suite(REPO / f"benchmarks/suites/{name}.toml").cells if "kd" in c.protocols]
+        # every kd row of a suite has its labels made one way by one committee: the selections' and CV-DD's own
+        assert kd and all(c.teacher_labels == labels for c in kd if c.teacher), name
+        assert all(c.build().config.relabel == labels for c in kd if not c.teacher), name
+        assert {c.teacher for c in kd if c.teacher} == {c.build().config.committee for c in kd if not c.teacher}
 
 
 def test_shipped_suites_cover_the_registry():
