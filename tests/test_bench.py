@@ -448,8 +448,14 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fm_root, monkeypatch):
     assert stored["set_sha256"] == online["set_sha256"]                # the stored set itself is not changed
     assert any("stored in the set" in n for n in stored["report"]["notes"])
     assert not run_suite(load_suite(stored_suite), store, only=["random"], **kwargs).scored
-    soft_rows = [r for t in build_tables(store) if t.label_mode == "soft" for r in t.rows]
-    assert sum(r.teacher.startswith(f"stored once by {tmp_path / 'committee'} #") for r in soft_rows) == 1
+    soft = next(t for t in build_tables(store) if t.label_mode == "soft")
+    assert sum(r.teacher.startswith(f"stored once by {tmp_path / 'committee'} #") for r in soft.rows) == 1
+    # vs random: the random set labelled by the teacher CV-DD's set names (three random rows stand in the table)
+    cvdd_row = next(r for r in soft.rows if r.base == "cvdd")
+    partner = soft.random_for(cvdd_row)
+    assert partner.teacher_key == cvdd_row.teacher_key == kd["random"]["teacher_key"]
+    assert soft.gain(cvdd_row) == pytest.approx(100 * (cvdd_row.mean - partner.mean))
+    assert soft.random_for(dataclasses.replace(cvdd_row, teacher_key="other")) is None   # ambiguous: no gain
 
 
 def test_teacher_labels_must_be_online_or_stored():

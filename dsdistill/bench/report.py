@@ -42,6 +42,8 @@ class Row:
     p_next: float | None = None                   # Welch's t-test against the next row
     next_label: str = ""
     teacher: str = ""                             # soft-label protocols: where the targets came from
+    teacher_key: str = ""                         # ... and the store's key of that teacher ("" for none)
+    base: str = ""                                # the label before a [variant, teacher] suffix was added
 
     @property
     def mean(self) -> float:
@@ -68,12 +70,16 @@ class Table:
     rows: list[Row]                 # ranked, best first (the whole training set is not ranked)
     whole: Row | None = None
 
-    @property
-    def random(self) -> Row | None:
-        return next((r for r in self.rows if r.label == "random"), None)
+    def random_for(self, row: Row) -> Row | None:
+        """The random selection `row` is compared with: the one labelled by the same teacher (soft-label tables
+        may hold random under several), else the only one; None when that is ambiguous or missing."""
+        randoms = [r for r in self.rows if (r.base or r.label) == "random"]
+        same = [r for r in randoms if r.teacher_key == row.teacher_key]
+        return same[0] if len(same) == 1 else randoms[0] if len(randoms) == 1 else None
 
     def gain(self, row: Row) -> float | None:
-        return None if self.random is None else 100 * (row.mean - self.random.mean)
+        random = self.random_for(row)
+        return None if random is None else 100 * (row.mean - random.mean)
 
     def of_whole(self, row: Row) -> float | None:
         return None if self.whole is None else row.mean / self.whole.mean
@@ -126,8 +132,10 @@ def build_tables(store: Store) -> list[Table]:
                 row = group["whole"] = group["whole"] or Row("whole dataset", "whole", teacher=_teacher_words(ev))
             else:
                 rows = group["ipcs"][d["ipc"]]
-                row = rows.setdefault((d["label"], _variant(d), ev.get("teacher_key") or ""),
-                                      Row(d["label"], d["family"], teacher=_teacher_words(ev)))
+                key = ev.get("teacher_key") or ""
+                row = rows.setdefault((d["label"], _variant(d), key),
+                                      Row(d["label"], d["family"], teacher=_teacher_words(ev), teacher_key=key,
+                                          base=d["label"]))
             row.accuracies += ev["report"]["results"][0]["accuracies"]   # the protocol's own architecture
             row.seeds.append(d["seed"])
             if d.get("distill_seconds") is not None:
@@ -232,7 +240,8 @@ def leaderboard_md(tables: list[Table], store: Store, plots: str | None, command
         "How to read it: final-epoch test accuracy on the full real test set (nothing is selected on the test "
         "set), mean ± population std over every model of every set seed. Only results with the same protocol hash "
         "share a table; hard- and soft-label protocols are kept apart. *vs random*: points over the random "
-        "selection in the same table; *of whole*: fraction of the whole-training-set accuracy under the same "
+        "selection in the same table (under soft-label protocols, the one labelled by the same teacher; - where "
+        "there is none); *of whole*: fraction of the whole-training-set accuracy under the same "
         "protocol; *distill s*: the method's own seconds (mean over seeds; for selections, the wall time of the "
         "selection); *peak MiB*: peak memory of the distillation (CUDA allocated or process resident size; - "
         "where it was not measured); *Welch p*: Welch's t-test (scipy, unequal variances) over per-model "
