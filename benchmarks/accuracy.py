@@ -133,10 +133,10 @@ def main() -> None:
         own = synset.soft_labels is not None or bool(synset.extra.get("teacher"))
         teacher = args.teacher if protocol.label_mode == "soft" and not own else None
         if teacher is not None and args.teacher_mode == "stored":
-            from dsdistill.committee import load_teacher
+            from dsdistill.evaluate.soft import load_stored_teacher, prior_temperature
             from dsdistill.relabel import relabel
-            synset = relabel(synset, load_teacher(teacher, real, bn_mode="eval", device=real.train.images.device),
-                             "stored", 10.0)
+            synset = relabel(synset, load_stored_teacher(teacher, real, real.train.images.device, protocol),
+                             "stored", prior_temperature(protocol))
             teacher = None
         report = evaluate(synset, protocol, data=real, device=real.train.images.device,
                           set_path=str(set_path.relative_to(ROOT.parent)), teacher=teacher)

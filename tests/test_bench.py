@@ -458,6 +458,16 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fm_root, monkeypatch):
     assert soft.random_for(dataclasses.replace(cvdd_row, teacher_key="other")) is None   # ambiguous: no gain
 
 
+def test_teacher_labels_on_an_entry_no_teacher_labels_is_refused():
+    for entry in ("method = 'random'\nteacher_labels = 'stored'",                       # dc only: no teacher
+                  "method = 'cvdd'\nprotocols = ['kd']\nteacher_labels = 'stored'"):   # its own soft labels
+        with pytest.raises(DsdistillError, match="teacher_labels says how a teacher labels"):
+            parse_suite(f"ipcs = [1]\nteacher = 'c'\n[[methods]]\n{entry}", "s.toml")
+    # as a suite-wide default it may go unused by some entries
+    suite = parse_suite("ipcs = [1]\nteacher_labels = 'stored'\n[[methods]]\nmethod = 'random'", "s.toml")
+    assert suite
+
+
 def test_teacher_labels_must_be_online_or_stored():
     with pytest.raises(DsdistillError, match="teacher_labels must be one of online, stored, got 'cached'"):
         parse_suite("ipcs = [1]\nprotocols = ['kd']\nteacher = 'c'\nteacher_labels = 'cached'", "s.toml")

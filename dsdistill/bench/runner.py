@@ -32,7 +32,7 @@ from ..data import RealData, load_dataset
 from ..distributed import World
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Protocol, evaluate, get_protocol
-from ..evaluate.soft import load_protocol_teacher, prior_temperature
+from ..evaluate.soft import load_protocol_teacher, load_stored_teacher, prior_temperature
 from ..modelfolder import build_finished
 from ..relabel import relabel
 from ..synset import SyntheticSet
@@ -329,12 +329,8 @@ class Runner:
         if labels.source not in ("given", "given-stored"):
             return synset, None  # hard labels, or the set's own (evaluate finds them in the set)
         stored = labels.source == "given-stored"
-        if stored:   # eval-mode BN, as `dsdistill relabel --mode stored` and CV-DD's relabel=stored label
-            from ..committee import load_teacher
-            teacher = load_teacher(labels.folder, data, bn_mode="eval", temperature=prior_temperature(protocol),
-                                   device=self.device)
-        else:
-            teacher = load_protocol_teacher(labels.folder, data, self.device, protocol)
+        load = load_stored_teacher if stored else load_protocol_teacher
+        teacher = load(labels.folder, data, self.device, protocol)
         loaded = teacher_identity([{"name": n, "sha256": h} for n, h in zip(teacher.names, teacher.sha256)],
                                   teacher.weights.tolist())
         if loaded != {k: v for k, v in (labels.identity or {}).items() if k != "labels"}:

@@ -236,6 +236,9 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     teacher_labels = entry.get("teacher_labels", defaults.get("teacher_labels") or "online")
     if teacher_labels not in TEACHER_LABELS:
         raise ConfigError(f"{where}: teacher_labels must be one of {', '.join(TEACHER_LABELS)}, got {teacher_labels!r}")
+    if "teacher_labels" in entry and not any(teachers.values()):     # a suite-wide default may go unused; this may not
+        raise ConfigError(f"{where}: teacher_labels says how a teacher labels this entry's sets, and none does "
+                          "(no soft-label protocol, or the sets carry their own soft labels); drop it")
     cells = []
     for flip in flips:
         values = {**options, **({"flip": True} if flip else {})}

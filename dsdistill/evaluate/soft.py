@@ -63,6 +63,13 @@ def load_protocol_teacher(teacher: Any, data: RealData, device: torch.device, pr
                         expected=recorded)
 
 
+def load_stored_teacher(folder: Any, data: RealData, device: torch.device, protocol: Protocol) -> Teacher:
+    """The committee as it stores one label per image for `protocol`: eval-mode BN (a label independent of the
+    batch it is computed in), the protocol's prior temperature. `dsdistill relabel --mode stored` labels so."""
+    from ..committee import load_teacher
+    return load_teacher(folder, data, bn_mode="eval", temperature=prior_temperature(protocol), device=device)
+
+
 def resolve_soft_labels(synset: SyntheticSet, teacher: Any, data: RealData, device: torch.device,
                         protocol: Protocol) -> SoftLabels:
     recorded = synset.extra.get("teacher") or None
