@@ -35,6 +35,7 @@ def test_select_info_show_evaluate(random_set, fake_fmnist_root, tmp_path, capsy
     assert code == 0 and "protocol smoke" in out
     data = json.loads(report.read_text())
     assert data["protocol"] == "smoke" and len(data["results"][0]["accuracies"]) == 1
+    assert data["command"].startswith(f"dsdistill evaluate {random_set} --protocol smoke")
 
 
 def test_distill_and_resume(fake_fmnist_root, tmp_path, capsys):
