@@ -465,7 +465,8 @@ def test_teacher_labels_on_an_entry_no_teacher_labels_is_refused():
             parse_suite(f"ipcs = [1]\nteacher = 'c'\n[[methods]]\n{entry}", "s.toml")
     # as a suite-wide default it may go unused by some entries
     suite = parse_suite("ipcs = [1]\nteacher_labels = 'stored'\n[[methods]]\nmethod = 'random'", "s.toml")
-    assert suite
+    assert "random" in {c.method for c in suite.cells}
+    assert {(c.teacher, c.teacher_labels) for c in suite.cells} == {(None, "online")}
 
 
 def test_teacher_labels_must_be_online_or_stored():
