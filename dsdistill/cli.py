@@ -460,8 +460,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if cache is not None:
         write_json(cache, {"table": report.table(), "report": report.to_json()})
     print(report.table())
-    if args.json:   # with the command that produced it, as every file we write
-        write_json(args.json, {**report.to_json(), "command": " ".join(["dsdistill", *args.argv])})
+    if args.json:
+        report.save_json(args.json, command=" ".join(["dsdistill", *args.argv]))
         print(f"wrote {args.json}")
     return 0
 

@@ -97,5 +97,6 @@ class Report:
             rd["mean"], rd["std"] = r.mean, r.std
         return d
 
-    def save_json(self, path: str) -> None:
-        write_json(path, self.to_json())
+    def save_json(self, path: str, command: str | None = None) -> None:
+        """The report as JSON, with the command that produced it when given (every file we write says so)."""
+        write_json(path, {**self.to_json(), **({"command": command} if command else {})})
