@@ -5,6 +5,7 @@ A user mistake (DsdistillError) prints one line and exits 2; an internal error e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -424,9 +425,19 @@ def _teacher_option(p: argparse.ArgumentParser) -> None:
                         "compared with")
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("DSDISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsdistill")
+
+
 def _whole_cache(dataset: str, protocol_hash: str, archs: str) -> Path:
-    base = Path(os.environ.get("DSDISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsdistill")
-    return base / "whole" / f"{dataset}-{protocol_hash}-{archs.replace(',', '+')}.json"
+    return _cache_dir() / "whole" / f"{dataset}-{protocol_hash}-{archs.replace(',', '+')}.json"
+
+
+def _resume_log(synset: Any, protocol_hash: str, archs: list[str] | None, teacher: str | None) -> Path:
+    """Where an evaluation logs its finished models, so that the same command, interrupted, resumes
+    (dsdistill.evaluate.finished; removed when the report is complete)."""
+    what = json.dumps([synset.payload_sha256(), protocol_hash, archs, teacher])
+    return _cache_dir() / "partial" / f"{hashlib.sha256(what.encode()).hexdigest()[:16]}.json"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -454,7 +465,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             synset, set_path = SyntheticSet.load(args.set), str(args.set)
             real = _load(args, synset.dataset, device=world.device)
         report = evaluate(synset, protocol, archs=archs, data=real, device=world.device, path=args.path,
-                          set_path=set_path, teacher=args.teacher, world=world)
+                          set_path=set_path, teacher=args.teacher, world=world,
+                          resume=_resume_log(synset, protocol.hash, archs, args.teacher))
     if not world.is_main:
         return 0
     if cache is not None:
@@ -492,7 +504,8 @@ def run_compare(args: argparse.Namespace) -> int:
             if synset.dataset not in data:
                 data[synset.dataset] = _load(args, synset.dataset, device=world.device)
             reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=world.device, set_path=path,
-                                    teacher=args.teacher, world=world))
+                                    teacher=args.teacher, world=world,
+                                    resume=_resume_log(synset, protocol.hash, None, args.teacher)))
     if not world.is_main:
         return 0
     print(f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "

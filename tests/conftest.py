@@ -63,3 +63,9 @@ def tiny_committee_dir() -> str:
     build_committee(make_tiny_real(), folder, parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 8),
                     holdout=2, config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05))
     return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Commands cache whole-set scores and resume logs under $DSDISTILL_CACHE: never the user's own."""
+    monkeypatch.setenv("DSDISTILL_CACHE", str(tmp_path_factory.mktemp("cache")))

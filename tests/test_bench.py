@@ -671,3 +671,39 @@ def test_only_skip_and_ipc_select_cells():
     assert pick(skip=["random", "herding"]) == [("whole", 0)]
     with pytest.raises(DsdistillError, match="no cell of s matches --only/--skip/--ipc; .*IPCs: 1, 10$"):
         select_cells(suite, ipcs=[50])
+
+
+RANDOM_ONLY = """
+ipcs = [1]
+protocols = ["smoke-3"]
+references = ["random"]
+"""
+
+
+def test_interrupted_evaluation_resumes_at_the_next_model(tmp_path, fm_root, monkeypatch):
+    from dsdistill.evaluate.finished import FinishedModels
+    from dsdistill.evaluate.protocols import SMOKE
+    monkeypatch.setitem(PROTOCOLS._items, "smoke-3",
+                        dataclasses.replace(SMOKE, name="smoke-3", seeds=(0, 1, 2), model_options=(("width", 8),)))
+    suite, store = parse_suite(RANDOM_ONLY, "random-only.toml"), Store(tmp_path / "store")
+    kwargs = dict(device="cpu", data_root=fm_root, log=lambda s: None)
+    original = FinishedModels.add
+
+    def add_then_stop(self, arch, seed, model):
+        original(self, arch, seed, model)
+        if seed == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FinishedModels, "add", add_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, store, **kwargs)
+    assert store.records("eval") == [] and len(list((store.root / "partial").glob("*.json"))) == 1
+    monkeypatch.setattr(FinishedModels, "add", original)
+    run_suite(suite, store, **kwargs)
+    (record,) = store.records("eval")
+    assert record["report"]["notes"][-1].startswith("resumed: 2 model(s)")
+    assert list((store.root / "partial").glob("*.json")) == []
+    fresh = Store(tmp_path / "fresh")
+    run_suite(suite, fresh, **kwargs)
+    assert (record["report"]["results"][0]["accuracies"]
+            == fresh.records("eval")[0]["report"]["results"][0]["accuracies"])

@@ -58,6 +58,7 @@ def test_whole_dataset_score_is_cached(fake_fmnist_root, tmp_path, capsys, monke
     assert code == 0 and "whole" in first
     code, second, _ = run(capsys, *argv)
     assert code == 0 and "(cached:" in second
+    assert list((tmp_path / "cache" / "partial").glob("*")) == []  # the resume log goes with a complete report
 
 
 @pytest.mark.parametrize("argv,message", [

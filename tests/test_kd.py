@@ -148,3 +148,33 @@ def test_soft_set_under_a_hard_protocol_is_stated(tiny_real):
     report = evaluate(synset, hard, data=tiny_real, device="cpu")
     assert report.labels == "hard" and any("hard labels only" in n for n in report.notes)
     assert "hard labels" in report.table() and report.label_bytes == 8 * 8 + 8 * 4 * 4
+
+
+def test_interrupted_kd_evaluation_resumes_only_with_the_same_teacher(tiny_real, trained_teacher, tmp_path,
+                                                                      monkeypatch):
+    from dsdistill.evaluate import trainer
+    from dsdistill.evaluate.finished import FinishedModels
+    synset, log = create_synthesizer("random").fit(tiny_real, 2, seed=0), tmp_path / "kd.partial.json"
+    fresh = evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher).results[0].accuracies
+    original_add, built = FinishedModels.add, []
+
+    def add_then_stop(self, arch, seed, model):
+        original_add(self, arch, seed, model)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FinishedModels, "add", add_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
+    monkeypatch.undo()
+    original_make = trainer.make_models
+    monkeypatch.setattr(trainer, "make_models", lambda f, seeds, d: built.extend(seeds) or original_make(f, seeds, d))
+    other = seeded_init(create_model("convnet-bn", 1, 4, 28, width=8), 5, "other")
+    evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=other, resume=log)  # another teacher: no resume
+    assert built == [0, 1] and not log.exists()
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(FinishedModels, "add", add_then_stop)
+        evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
+    monkeypatch.setattr(FinishedModels, "add", original_add)
+    built.clear()
+    resumed = evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
+    assert built == [1] and resumed.results[0].accuracies == fresh

@@ -356,7 +356,7 @@ class Runner:
             with measure(self.device) as usage:
                 scored, teacher = self.labelled(synset, labels, protocol, data)
                 report = evaluate(scored, protocol, data=data, device=self.device, set_path=record["set_path"],
-                                  world=self.world, teacher=teacher)
+                                  world=self.world, teacher=teacher, resume=self.store.partial(key))
             peak, memory_kind = self._peak(usage)
             summary.scored.append(f"{cell.label} IPC {cell.ipc} seed {cell.seed} under {name}")
             if not self.world.is_main:

@@ -10,6 +10,8 @@ Two kinds of record live under the store folder:
   the teacher's key (its members' weight sha256 and ensemble weights) joins the key: the set file does not hold
   those labels, so two teachers must never share a record.
 A record that exists is never rewritten: the store only grows, and a rerun skips what it holds.
+While an evaluation runs, `partial/<eval key>.json` logs its finished models (dsdistill.evaluate.finished), so an
+interrupted suite resumes at the next model; it is removed when the record is written, and never committed.
 """
 from __future__ import annotations
 
@@ -98,6 +100,10 @@ class Store:
         if not folder.is_dir():
             return []
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+    def partial(self, key: str) -> Path:
+        """The log of an evaluation's finished models while it runs (evaluate(resume=); never committed)."""
+        return self.root / "partial" / f"{key}.json"
 
     def set_file(self, dataset: str, stem: str) -> Path:
         return self.root / "sets" / dataset / f"{stem}.h5"

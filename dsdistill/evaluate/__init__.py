@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
 from ..synset.decode import decode
+from .finished import FinishedModels
 from .kd import KDSpec, OnlineLabels, StoredLabels, train_kd
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .report import ArchResult, Report
@@ -74,10 +75,25 @@ def _kd_spec(protocol: Protocol, data: RealData) -> KDSpec:
                   rrc_scale=tuple(x("rrc_scale", (0.08, 1.0))), flip=not data.digits, cutmix=bool(x("cutmix", True)))
 
 
+def _model_identity(synset: SyntheticSet, proto: Protocol, soft: SoftLabels | None) -> dict:
+    """What every model depends on beside its architecture, path and seed: the resume log's identity."""
+    identity = {"set_sha256": synset.payload_sha256(), "protocol_hash": proto.hash}
+    if soft is not None and isinstance(soft.source, OnlineLabels):
+        from ..committee import state_sha256
+        teacher = soft.source.teacher
+        # a module given in memory has no file hashes: hash its weights, less the BN batch counters that every
+        # train-mode labelling bumps (the teacher's BN momentum is 0, so they never change a label)
+        hashes = teacher.sha256 or [state_sha256({k: v for k, v in m.state_dict().items()
+                                                  if not k.endswith("num_batches_tracked")}) for m in teacher.members]
+        identity["teacher"] = {"sha256": list(hashes), "bn_mode": teacher.bn_mode,
+                               "weights": [round(float(w), 6) for w in teacher.weights]}
+    return identity
+
+
 def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Sequence[str] | None = None,
              data: RealData | None = None, data_root: str | None = None, device: str | torch.device = "auto",
              path: str = "auto", set_path: str = "", teacher: "str | Path | torch.nn.Module | None" = None,
-             world: World | None = None) -> Report:
+             world: World | None = None, resume: str | Path | None = None) -> Report:
     """Score `synset` under `protocol` for each architecture (default: the protocol's own).
 
     path: "auto", "vmap" or "loop". auto takes vmap on CUDA for models without batch norm and the
@@ -95,6 +111,11 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     blocks; every model depends only on its own seed, so each rank trains its share and every rank
     gets the merged report, equal to the single-process one except the seconds (summed over the
     ranks: compute time, not wall time), `device` and `hardware`.
+
+    resume: a file that logs every model as soon as it is scored (dsdistill.evaluate.finished), so that the
+    same evaluation, interrupted and run again, trains only the models it had not finished; it is removed
+    when the report is complete (Report.notes says how many models were resumed). Under torchrun
+    each rank keeps its own file (World.checkpoint_path), so a resume needs the same number of processes.
     """
     world = world or World()
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
@@ -132,6 +153,11 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     elif synset.soft_labels is not None or synset.extra.get("teacher"):
         notes.append("the set carries soft labels; this hard-label protocol trained on its hard labels only "
                      "(score it under kd for its soft labels)")
+    finished = FinishedModels(None if resume is None else world.checkpoint_path(resume),
+                              _model_identity(synset, proto, soft))
+    if finished.resumed:
+        notes.append(f"resumed: {finished.resumed} model(s) came from an interrupted run of this evaluation "
+                     f"({finished.path})")
     report = Report(protocol=proto.name, protocol_version=proto.version, protocol_hash=proto.hash,
                     dataset=data.name, set_sha256=synset.payload_sha256(), set_path=set_path,
                     method=synset.method, ipc=synset.ipc, stored_images=len(synset.images),
@@ -152,7 +178,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
                 raise ConfigError("soft-label protocols train with the loop path; use --path loop or auto")
             start = time.perf_counter()
             out = train_kd(factory, proto.seeds, images, soft.source, _kd_spec(proto, data), test_x, test_y,
-                           desc=f"{arch} x{proto.num_models} kd")
+                           desc=f"{arch} x{proto.num_models} kd", log=finished.for_arch(f"{arch}/loop"))
             report.results.append(ArchResult(arch=arch, seeds=list(proto.seeds), accuracies=out.accuracies,
                                              seconds=time.perf_counter() - start, path="loop",
                                              train_seconds=out.train_seconds, test_seconds=out.test_seconds))
@@ -166,7 +192,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
             continue
         start = time.perf_counter()
         out = TRAINERS[chosen](factory, seeds, images, labels, spec, augment, test_x, test_y,
-                               desc=f"{arch} x{len(seeds)}")
+                               desc=f"{arch} x{len(seeds)}", log=finished.for_arch(f"{arch}/{chosen}"))
         parts.append((a, chosen, out.accuracies, time.perf_counter() - start, out.train_seconds, out.test_seconds))
     merged = [part for rank in world.all_gather(parts, "merging the evaluation results") for part in rank]
     for a, arch in enumerate(arch_list):
@@ -180,4 +206,5 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
                                          test_seconds=sum(p[5] for p in mine_a)))
     if world.sharded:
         report.device = f"{dev.type} x{world.size} processes ({world.backend})"
+    finished.remove()
     return report

@@ -16,21 +16,20 @@ Soft targets come from a LabelSource:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._progress import progress
 from .._seed import make_generator
 from ..augment.crops import random_resized_crop
 from ..errors import ConfigError
 from ..pretrain import cutmix
 from ..teacher import Teacher
-from .trainer import TrainResult, make_models, score_models
+from .finished import ArchLog
+from .trainer import TrainResult, train_each
 
 
 @dataclass(frozen=True)
@@ -100,14 +99,11 @@ def kd_step_loss(student: nn.Module, x: Tensor, target: Tensor, temperature: flo
 
 
 def train_kd(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: LabelSource,
-             spec: KDSpec, test_x: Tensor, test_y: Tensor, desc: str = "kd") -> TrainResult:
+             spec: KDSpec, test_x: Tensor, test_y: Tensor, desc: str = "kd", log: ArchLog | None = None) -> TrainResult:
     """Train one student per seed on `images` against `labels`; final-epoch test accuracy of each."""
-    start = time.perf_counter()
     n = len(images)
-    models = make_models(factory, seeds, images.device)
-    bar = progress(total=len(seeds) * spec.epochs, desc=desc, unit="epoch")
-    for model, seed in zip(models, seeds):
-        model.train()
+
+    def train_one(model: nn.Module, seed: int) -> Iterator[None]:
         opt = _adamw(model, spec)
         for epoch in range(spec.epochs):
             for group in opt.param_groups:
@@ -126,7 +122,6 @@ def train_kd(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Ten
                     loss = kd_step_loss(model, x, target, spec.temperature) / len(micro)
                     loss.backward()
                 opt.step()
-            bar.update(1)
-        model.eval()
-    bar.close()
-    return score_models(models, start, test_x, test_y)
+            yield
+
+    return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .._progress import progress
 from .._seed import make_generator, seeded_init
+from .finished import ArchLog, FinishedModel
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -43,6 +44,11 @@ class TrainResult:
     accuracies: list[float]    # final-epoch test accuracy per model
     train_seconds: float       # model creation and training
     test_seconds: float        # the one test pass after the last epoch
+
+    @classmethod
+    def of(cls, models: Sequence[FinishedModel]) -> "TrainResult":
+        return cls([m.accuracy for m in models], sum(m.train_seconds for m in models),
+                   sum(m.test_seconds for m in models))
 
 
 def _batch_orders(n: int, spec: TrainSpec, seed: int, epoch: int) -> list[Tensor]:
@@ -87,16 +93,39 @@ def score_models(models: Sequence[nn.Module], start: float, test_x: Tensor, test
     return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
 
 
+def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device,
+               train_one: Callable[[nn.Module, int], Iterator[None]], epochs: int, test_x: Tensor, test_y: Tensor,
+               desc: str = "train", log: ArchLog | None = None) -> TrainResult:
+    """One fresh model per seed, trained by `train_one` (a generator that yields after each epoch) and scored
+    as soon as it is trained, so that `log` can keep it: the models the log already holds are not retrained."""
+    bar = progress(total=len(seeds) * epochs, desc=desc, unit="epoch")
+    finished = []
+    for seed in seeds:
+        done = log.get(seed) if log is not None else None
+        if done is None:
+            start = time.perf_counter()
+            model = make_models(factory, [seed], device)[0]
+            model.train()
+            for _ in train_one(model, seed):
+                bar.update(1)
+            model.eval()
+            scored = score_models([model], start, test_x, test_y)
+            done = FinishedModel(scored.accuracies[0], scored.train_seconds, scored.test_seconds)
+            if log is not None:
+                log.add(seed, done)
+        else:
+            bar.update(epochs)
+        finished.append(done)
+    bar.close()
+    return TrainResult.of(finished)
+
+
 def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
-               desc: str = "train") -> TrainResult:
+               desc: str = "train", log: ArchLog | None = None) -> TrainResult:
     """Reference path: plain modules, one after another."""
-    start = time.perf_counter()
-    device = images.device
-    models = make_models(factory, seeds, device)
-    bar = progress(total=len(seeds) * spec.epochs, desc=desc, unit="epoch")
-    for model, seed in zip(models, seeds):
-        model.train()
+
+    def train_one(model: nn.Module, seed: int) -> Iterator[None]:
         opt = _new_optimizer(model.parameters(), spec, 0)
         for epoch in range(spec.epochs):
             if epoch == spec.decay_epoch and epoch > 0:
@@ -107,16 +136,32 @@ def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: T
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            bar.update(1)
-        model.eval()
-    bar.close()
-    return score_models(models, start, test_x, test_y)
+            yield
+
+    return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)
 
 
 def train_vmap(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
-               desc: str = "train") -> TrainResult:
-    """Fast path: the N models as one vectorised model (torch.func.stack_module_state + vmap).
+               desc: str = "train", log: ArchLog | None = None) -> TrainResult:
+    """Fast path: the models `log` does not hold yet trained together (_train_stacked), each logged with an
+    equal share of the seconds (they ran as one)."""
+    pending = [seed for seed in seeds if log is None or log.get(seed) is None]
+    fresh: dict[int, FinishedModel] = {}
+    if pending:
+        out = _train_stacked(factory, pending, images, labels, spec, augment, test_x, test_y, desc)
+        for seed, acc in zip(pending, out.accuracies):
+            fresh[seed] = FinishedModel(acc, out.train_seconds / len(pending), out.test_seconds / len(pending))
+            if log is not None:
+                log.add(seed, fresh[seed])
+    finished = [fresh.get(seed) or log.get(seed) for seed in seeds]
+    return TrainResult.of(finished)
+
+
+def _train_stacked(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
+                   spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
+                   desc: str = "train") -> TrainResult:
+    """The N models as one vectorised model (torch.func.stack_module_state + vmap).
 
     SGD with momentum and weight decay is elementwise, so one optimiser over the stacked parameters
     performs exactly the N separate updates; the loss is the sum of the per-model mean losses, so
