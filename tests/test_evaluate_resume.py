@@ -86,3 +86,58 @@ def test_log_round_trip_and_damage(tmp_path):
     again.remove()
     assert not path.exists()
     assert finished.FinishedModels(None, identity).path is None
+
+
+def stop_at_point(monkeypatch, seed: int, epoch: int):
+    """Save every epoch, and raise KeyboardInterrupt once model `seed` is saved after `epoch` epochs."""
+    monkeypatch.setattr(finished, "SAVE_EVERY_SECONDS", 0.0)
+    original = FinishedModels.save_point
+
+    def save_point(self, arch, s, point):
+        original(self, arch, s, point)
+        if s == seed and point().epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FinishedModels, "save_point", save_point)
+
+
+def epochs_trained(monkeypatch) -> list[tuple[int, int]]:
+    seen, original = [], trainer._batch_orders
+
+    def batch_orders(n, spec, seed, epoch):
+        seen.append((seed, epoch))
+        return original(n, spec, seed, epoch)
+
+    monkeypatch.setattr(trainer, "_batch_orders", batch_orders)
+    return seen
+
+
+@pytest.mark.parametrize("epoch", [1, 2, 3])  # TINY decays the lr (and drops the momentum) at epoch 2
+def test_a_model_interrupted_mid_training_continues_from_its_epoch(tiny_real, tmp_path, monkeypatch, epoch):
+    synset = create_synthesizer("random").fit(tiny_real, 3, seed=0)
+    fresh = evaluate(synset, TINY, data=tiny_real, device="cpu", path="loop")
+    log = tmp_path / "eval.partial.json"
+    stop_at_point(monkeypatch, seed=1, epoch=epoch)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(synset, TINY, data=tiny_real, device="cpu", path="loop", resume=log)
+    assert (tmp_path / "eval.partial.json.model.pt").exists()
+    monkeypatch.undo()
+    seen = epochs_trained(monkeypatch)
+    resumed = evaluate(synset, TINY, data=tiny_real, device="cpu", path="loop", resume=log)
+    assert seen == [(1, e) for e in range(epoch, 4)] + [(2, e) for e in range(4)]
+    assert resumed.results[0].accuracies == fresh.results[0].accuracies
+    assert not log.exists() and not (tmp_path / "eval.partial.json.model.pt").exists()
+
+
+def test_a_saved_model_of_another_seed_or_evaluation_is_not_used(tiny_real, tmp_path, monkeypatch):
+    synset = create_synthesizer("random").fit(tiny_real, 3, seed=0)
+    log = tmp_path / "eval.partial.json"
+    stop_at_point(monkeypatch, seed=0, epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(synset, TINY, data=tiny_real, device="cpu", path="loop", resume=log)
+    monkeypatch.undo()
+    log.unlink(missing_ok=True)  # no finished model: seed 0 starts again, from its saved epoch
+    other = dataclasses.replace(TINY, seeds=(1, 2))
+    seen = epochs_trained(monkeypatch)
+    evaluate(synset, other, data=tiny_real, device="cpu", path="loop", resume=log)  # another protocol
+    assert seen == [(1, e) for e in range(4)] + [(2, e) for e in range(4)]

@@ -178,3 +178,29 @@ def test_interrupted_kd_evaluation_resumes_only_with_the_same_teacher(tiny_real,
     built.clear()
     resumed = evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
     assert built == [1] and resumed.results[0].accuracies == fresh
+
+
+def test_a_kd_student_interrupted_mid_training_continues_from_its_epoch(tiny_real, trained_teacher, tmp_path,
+                                                                       monkeypatch):
+    from dsdistill.evaluate import finished
+    from dsdistill.evaluate.finished import FinishedModels
+    synset, log = create_synthesizer("random").fit(tiny_real, 2, seed=0), tmp_path / "kd.partial.json"
+    fresh = evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher).results[0].accuracies
+    monkeypatch.setattr(finished, "SAVE_EVERY_SECONDS", 0.0)
+    original = FinishedModels.save_point
+
+    def save_then_stop(self, arch, seed, point):
+        original(self, arch, seed, point)
+        if seed == 0 and point().epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FinishedModels, "save_point", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
+    monkeypatch.setattr(FinishedModels, "save_point", original)
+    from dsdistill.evaluate import kd
+    epochs, schedule = [], kd.smoothed_cosine
+    monkeypatch.setattr(kd, "smoothed_cosine", lambda lr, epoch, *a: epochs.append(epoch) or schedule(lr, epoch, *a))
+    resumed = evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
+    assert epochs[::2] == [2, 3, 0, 1, 2, 3]  # (once per parameter group) seed 0 from its saved epoch, then seed 1
+    assert resumed.results[0].accuracies == fresh  # AdamW's moments and step count came back with the weights

@@ -103,9 +103,11 @@ def train_kd(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Ten
     """Train one student per seed on `images` against `labels`; final-epoch test accuracy of each."""
     n = len(images)
 
-    def train_one(model: nn.Module, seed: int) -> Iterator[None]:
+    def train_one(model: nn.Module, seed: int, first: int, state: dict | None) -> Iterator[torch.optim.Optimizer]:
         opt = _adamw(model, spec)
-        for epoch in range(spec.epochs):
+        if state is not None:
+            opt.load_state_dict(state)
+        for epoch in range(first, spec.epochs):
             for group in opt.param_groups:
                 group["lr"] = smoothed_cosine(spec.lr, epoch, spec.epochs, spec.eta)
             order = torch.randperm(n, generator=make_generator(seed, "kd-order", epoch)).to(images.device)
@@ -122,6 +124,6 @@ def train_kd(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Ten
                     loss = kd_step_loss(model, x, target, spec.temperature) / len(micro)
                     loss.backward()
                 opt.step()
-            yield
+            yield opt
 
     return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)

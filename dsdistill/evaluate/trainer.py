@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .._progress import progress
 from .._seed import make_generator, seeded_init
-from .finished import ArchLog, FinishedModel
+from .finished import ArchLog, FinishedModel, ModelPoint
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -93,26 +93,22 @@ def score_models(models: Sequence[nn.Module], start: float, test_x: Tensor, test
     return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
 
 
-def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device,
-               train_one: Callable[[nn.Module, int], Iterator[None]], epochs: int, test_x: Tensor, test_y: Tensor,
-               desc: str = "train", log: ArchLog | None = None) -> TrainResult:
-    """One fresh model per seed, trained by `train_one` (a generator that yields after each epoch) and scored
-    as soon as it is trained, so that `log` can keep it: the models the log already holds are not retrained."""
+# train_one(model, seed, first_epoch, optimizer_state) trains epochs first_epoch.. and yields its optimiser after each
+TrainOne = Callable[[nn.Module, int, int, "dict | None"], Iterator[torch.optim.Optimizer]]
+
+
+def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device, train_one: TrainOne,
+               epochs: int, test_x: Tensor, test_y: Tensor, desc: str = "train",
+               log: ArchLog | None = None) -> TrainResult:
+    """One fresh model per seed, trained by `train_one` and scored as soon as it is trained. With a `log`
+    (dsdistill.evaluate.finished) the models it holds are not retrained, the model in training is saved every
+    minute or so, and an interrupted model continues from its saved epoch."""
     bar = progress(total=len(seeds) * epochs, desc=desc, unit="epoch")
     finished = []
     for seed in seeds:
         done = log.get(seed) if log is not None else None
         if done is None:
-            start = time.perf_counter()
-            model = make_models(factory, [seed], device)[0]
-            model.train()
-            for _ in train_one(model, seed):
-                bar.update(1)
-            model.eval()
-            scored = score_models([model], start, test_x, test_y)
-            done = FinishedModel(scored.accuracies[0], scored.train_seconds, scored.test_seconds)
-            if log is not None:
-                log.add(seed, done)
+            done = _train_and_score(factory, seed, device, train_one, test_x, test_y, bar, log)
         else:
             bar.update(epochs)
         finished.append(done)
@@ -120,14 +116,40 @@ def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: t
     return TrainResult.of(finished)
 
 
+def _train_and_score(factory: Callable[[], nn.Module], seed: int, device: torch.device, train_one: TrainOne,
+                     test_x: Tensor, test_y: Tensor, bar: Any, log: ArchLog | None) -> FinishedModel:
+    start = time.perf_counter()
+    model = make_models(factory, [seed], device)[0]
+    point = log.point(seed, device) if log is not None else None
+    epoch, spent = (point.epoch, point.train_seconds) if point else (0, 0.0)
+    if point:
+        model.load_state_dict(point.model)
+        bar.update(epoch)
+    model.train()
+    for opt in train_one(model, seed, epoch, point.optimizer if point else None):
+        epoch += 1
+        bar.update(1)
+        if log is not None:
+            log.save_point(seed, lambda: ModelPoint(epoch, model.state_dict(), opt.state_dict(),
+                                                    spent + time.perf_counter() - start))
+    model.eval()
+    scored = score_models([model], start, test_x, test_y)
+    done = FinishedModel(scored.accuracies[0], spent + scored.train_seconds, scored.test_seconds)
+    if log is not None:
+        log.add(seed, done)
+    return done
+
+
 def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
                desc: str = "train", log: ArchLog | None = None) -> TrainResult:
     """Reference path: plain modules, one after another."""
 
-    def train_one(model: nn.Module, seed: int) -> Iterator[None]:
-        opt = _new_optimizer(model.parameters(), spec, 0)
-        for epoch in range(spec.epochs):
+    def train_one(model: nn.Module, seed: int, first: int, state: dict | None) -> Iterator[torch.optim.Optimizer]:
+        opt = _new_optimizer(model.parameters(), spec, first)
+        if state is not None:
+            opt.load_state_dict(state)  # at the decay epoch it is re-created below, as in an uninterrupted run
+        for epoch in range(first, spec.epochs):
             if epoch == spec.decay_epoch and epoch > 0:
                 opt = _new_optimizer(model.parameters(), spec, epoch)
             for b, idx in enumerate(_batch_orders(len(images), spec, seed, epoch)):
@@ -136,7 +158,7 @@ def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: T
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            yield
+            yield opt
 
     return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)
 
