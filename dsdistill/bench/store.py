@@ -10,8 +10,9 @@ Two kinds of record live under the store folder:
   the teacher's key (its members' weight sha256 and ensemble weights) joins the key: the set file does not hold
   those labels, so two teachers must never share a record.
 A record that exists is never rewritten: the store only grows, and a rerun skips what it holds.
-While an evaluation runs, `partial/<eval key>.json` logs its finished models (dsdistill.evaluate.finished), so an
-interrupted suite resumes at the next model; it is removed when the record is written, and never committed.
+While an evaluation runs, `partial/<eval key>.json` logs its finished models and `partial/<eval key>.json.model.pt`
+holds the model in training (dsdistill.evaluate.finished), so an interrupted suite resumes from its last saved
+model and epoch; both are removed when the record is written, and never committed.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ class Store:
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
     def partial(self, key: str) -> Path:
-        """The log of an evaluation's finished models while it runs (evaluate(resume=); never committed)."""
+        """Where an evaluation logs its progress while it runs (evaluate(resume=); never committed)."""
         return self.root / "partial" / f"{key}.json"
 
     def set_file(self, dataset: str, stem: str) -> Path:
