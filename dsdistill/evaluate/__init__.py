@@ -75,9 +75,9 @@ def _kd_spec(protocol: Protocol, data: RealData) -> KDSpec:
                   rrc_scale=tuple(x("rrc_scale", (0.08, 1.0))), flip=not data.digits, cutmix=bool(x("cutmix", True)))
 
 
-def _model_identity(synset: SyntheticSet, proto: Protocol, soft: SoftLabels | None) -> dict:
+def _model_identity(set_sha256: str, proto: Protocol, soft: SoftLabels | None) -> dict:
     """What every model depends on beside its architecture, path and seed: the resume log's identity."""
-    identity = {"set_sha256": synset.payload_sha256(), "protocol_hash": proto.hash}
+    identity = {"set_sha256": set_sha256, "protocol_hash": proto.hash}
     if soft is not None and isinstance(soft.source, OnlineLabels):
         from ..committee import state_sha256
         teacher = soft.source.teacher
@@ -153,13 +153,14 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     elif synset.soft_labels is not None or synset.extra.get("teacher"):
         notes.append("the set carries soft labels; this hard-label protocol trained on its hard labels only "
                      "(score it under kd for its soft labels)")
+    set_sha256 = synset.payload_sha256()  # hashes every image: once (the whole training set is 188 MB)
     finished = FinishedModels(None if resume is None else world.checkpoint_path(resume),
-                              _model_identity(synset, proto, soft))
+                              _model_identity(set_sha256, proto, soft))
     if finished.resumed:
         notes.append(f"resumed: {finished.resumed} model(s) came from an interrupted run of this evaluation "
                      f"({finished.path})")
     report = Report(protocol=proto.name, protocol_version=proto.version, protocol_hash=proto.hash,
-                    dataset=data.name, set_sha256=synset.payload_sha256(), set_path=set_path,
+                    dataset=data.name, set_sha256=set_sha256, set_path=set_path,
                     method=synset.method, ipc=synset.ipc, stored_images=len(synset.images),
                     labels=proto.label_mode, label_bytes=synset.label_bytes, notes=notes, device=str(dev),
                     label_source=soft.source.kind if soft else "hard", teacher=soft.teacher if soft else "",
