@@ -43,7 +43,7 @@ class TrainSpec:
 class TrainResult:
     accuracies: list[float]    # final-epoch test accuracy per model
     train_seconds: float       # model creation and training
-    test_seconds: float        # the one test pass after the last epoch
+    test_seconds: float        # the test passes after the last epoch (one per model on the loop path)
 
     @classmethod
     def of(cls, models: Sequence[FinishedModel]) -> "TrainResult":
