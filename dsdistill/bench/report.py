@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import atomic_path
+from ..evaluate.report import AccuracySummary
 from .published import published_for
 from .store import Store
 from .suite import recipe_key
@@ -30,7 +31,7 @@ FAMILIES = {"hard": "Hard-label protocols", "soft": "Soft-label protocols"}
 
 
 @dataclass
-class Row:
+class Row(AccuracySummary):
     label: str
     family: str                                   # "synthesis", "selection" or "whole"
     accuracies: list[float] = field(default_factory=list)   # every model of every set, in [0, 1]
@@ -44,14 +45,6 @@ class Row:
     teacher: str = ""                             # soft-label protocols: where the targets came from
     teacher_key: str = ""                         # ... and the store's key of that teacher ("" for none)
     base: str = ""                                # the label before a [variant, teacher] suffix was added
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.accuracies))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.accuracies))
 
     @property
     def peak(self) -> float | None:

@@ -34,15 +34,9 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-@dataclass
-class ArchResult:
-    arch: str
-    seeds: list[int]
-    accuracies: list[float]          # final-epoch test accuracy of each model, in [0, 1]
-    seconds: float
-    path: str                        # "vmap" or "loop"
-    train_seconds: float = 0.0
-    test_seconds: float = 0.0
+class AccuracySummary:
+    """Mean and population std of `self.accuracies`, shared by every table that reports models."""
+    accuracies: list[float]
 
     @property
     def mean(self) -> float:
@@ -52,6 +46,17 @@ class ArchResult:
     def std(self) -> float:
         # population std (np.std, ddof=0), as the DC/DM code reports it
         return float(np.std(self.accuracies))
+
+
+@dataclass
+class ArchResult(AccuracySummary):
+    arch: str
+    seeds: list[int]
+    accuracies: list[float]          # final-epoch test accuracy of each model, in [0, 1]
+    seconds: float
+    path: str                        # "vmap" or "loop"
+    train_seconds: float = 0.0
+    test_seconds: float = 0.0
 
 
 @dataclass
