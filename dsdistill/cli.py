@@ -19,6 +19,7 @@ from .distributed import init_world, is_main_process, load_shard, torchrun_env
 from .errors import ConfigError, DsdistillError
 
 if TYPE_CHECKING:
+    from .bench import Store
     from .modelfolder import FolderKind
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
@@ -699,10 +700,19 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_report)
 
 
+def _stored_results(args: argparse.Namespace) -> Store:
+    """The store that `report` and `manifest` read: a missing folder is a mistyped path, not an empty benchmark."""
+    from .bench import DEFAULT_STORE, Store
+    root = Path(args.store or DEFAULT_STORE)
+    if not root.is_dir():
+        raise ConfigError(f"no result store at {root}; give --store the folder `dsdistill bench` wrote to")
+    return Store(root)
+
+
 def run_report(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_STORE, Store, write_report
+    from .bench import write_report
     plots = None if args.no_plots else (args.plots or str(Path(args.out).parent / "plots"))
-    files = write_report(Store(args.store or DEFAULT_STORE), args.out, args.csv, plots,
+    files = write_report(_stored_results(args), args.out, args.csv, plots,
                          command=" ".join(["dsdistill", *args.argv]))
     print(f"wrote {files[0]}, {files[1]}" + (f" and {len(files) - 2} pictures under {plots}" if plots else ""))
     return 0
@@ -721,7 +731,6 @@ def add_manifest(sub: argparse._SubParsersAction) -> None:
 
 
 def run_manifest(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_STORE, Store
     from .bench.manifest import MANIFEST, build_manifest, check_manifest
     if args.check:
         problems = check_manifest(args.folder)
@@ -729,7 +738,7 @@ def run_manifest(args: argparse.Namespace) -> int:
             raise ConfigError(f"{len(problems)} problem(s): {'; '.join(problems)}")
         print(f"{args.folder}/{MANIFEST}: every set loads and matches its sha256")
         return 0
-    manifest = build_manifest(args.folder, Store(args.store or DEFAULT_STORE), " ".join(["dsdistill", *args.argv]))
+    manifest = build_manifest(args.folder, _stored_results(args), " ".join(["dsdistill", *args.argv]))
     print(f"wrote {args.folder}/{MANIFEST}: {len(manifest['sets'])} sets")
     return 0
 

@@ -595,6 +595,11 @@ def test_cli_bench_and_report(tmp_path, fm_root, capsys):
     assert main(["bench", str(tmp_path / "none.toml"), *base]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no suite file" in err
+    for command in (["report", "--no-plots", "--out", str(tmp_path / "other.md")], ["manifest", str(tmp_path)]):
+        assert main([*command, "--store", str(tmp_path / "mistyped")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no result store at" in err
+    assert not (tmp_path / "other.md").exists() and not (tmp_path / "manifest.json").exists()
 
 
 def test_published_sets_match_their_manifest(tmp_path):
