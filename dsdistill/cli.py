@@ -645,6 +645,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ipc", action="append", type=int, metavar="N",
                    help="run only cells at this IPC (repeatable; the whole-set reference has none and is left out)")
     p.add_argument("--dry-run", action="store_true", help="list every step as stored or to run, and run nothing")
+    p.add_argument("--make-only", action="store_true",
+                   help="make and record the sets, score nothing (e.g. distill on a GPU, score elsewhere later)")
     p.add_argument("--import", dest="import_dirs", nargs="+", metavar="DIR",
                    help="add the evaluation JSONs (and their sets) in these folders to the store")
     _common(p)
@@ -668,12 +670,13 @@ def run_bench(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.dry_run:
         if is_main_process():
-            print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip, args.ipc))))
+            print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip, args.ipc, args.make_only))))
         return 0
     with init_world(args.device) as world:
         try:
-            summary = run_suite(suite, store, only=args.only, skip=args.skip, ipcs=args.ipc, device=world.device,
-                                data_root=args.data_root, command=" ".join(["dsdistill", *args.argv]), world=world)
+            summary = run_suite(suite, store, only=args.only, skip=args.skip, ipcs=args.ipc, make_only=args.make_only,
+                                device=world.device, data_root=args.data_root,
+                                command=" ".join(["dsdistill", *args.argv]), world=world)
         except Interrupted as stop:
             print(f"dsdistill: {world.describe() + ': ' if world.sharded else ''}{stop}; rerun the same command to "
                   "resume", file=sys.stderr)

@@ -294,6 +294,22 @@ def test_tiny_suite_end_to_end_then_a_rerun_skips_everything(ran, fm_root):
     assert store_files(store) == before
 
 
+def test_make_only_records_the_sets_and_a_later_run_scores_them(ran_once, tmp_path, fm_root):
+    suite, made_and_scored, _, _ = ran_once
+    store = Store(tmp_path / "store")
+    cells = select_cells(suite, only=["dm*", "herding"], make_only=True)
+    assert cells and all(c.protocols == () for c in cells)
+    assert [c.key for c in cells] == [c.key for c in select_cells(suite, only=["dm*", "herding"])]
+    assert not any(" score " in line for line in plan(suite, store, cells))
+    summary = run_suite(suite, store, only=["dm*", "herding"], make_only=True, device="cpu", data_root=fm_root,
+                        log=lambda s: None)
+    assert len(summary.made) == len(cells) and not summary.scored and store.records("eval") == []
+    full = {d["key"]: d["set_sha256"] for d in made_and_scored.records("distill")}
+    assert {d["key"]: d["set_sha256"] for d in store.records("distill")} == {c.key: full[c.key] for c in cells}
+    later = run_suite(suite, store, only=["dm*", "herding"], device="cpu", data_root=fm_root, log=lambda s: None)
+    assert not later.made and len(later.scored) == len({full[c.key] for c in cells})
+
+
 def test_prerequisite_runs_once_and_feeds_its_cell(ran):
     _, store, _, where = ran
     assert (where / "init.h5").exists()

@@ -2,7 +2,8 @@
 each protocol (or find the score), and write one record per completed step.
 
 A rerun skips every stored step. An interrupted distillation resumes from the synthesizer's checkpoint
-(next to the set file); an interrupted evaluation starts again. Nothing is recorded before it is complete.
+(next to the set file); an interrupted evaluation resumes at the model it was training (Store.partial). Nothing
+is recorded before it is complete.
 
 Under torchrun (`world` sharded) every rank walks the same cells: a distillation splits its classes across the
 ranks (Synthesizer.fit(world=)), an evaluation its (architecture x seed) models (evaluate(world=)). Rank 0 alone
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,9 +54,10 @@ class Summary:
 
 
 def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | None = None,
-                 ipcs: list[int] | None = None) -> list[Cell]:
+                 ipcs: list[int] | None = None, make_only: bool = False) -> list[Cell]:
     """Cells whose label matches any --only pattern and no --skip pattern (fnmatch, e.g. 'dm*'), at the --ipc
-    values when given."""
+    values when given. With make_only a cell keeps its recipe (so its key) but no protocol: the set is made
+    and recorded, nothing is scored (a GPU makes the sets, a cheaper machine scores them later)."""
     cells = [c for c in suite.cells
              if (not only or any(fnmatch.fnmatchcase(c.label, p) for p in only))
              and not any(fnmatch.fnmatchcase(c.label, p) for p in (skip or []))
@@ -64,7 +66,7 @@ def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | 
         raise ConfigError(f"no cell of {suite.name} matches --only/--skip/--ipc; labels: "
                           f"{', '.join(sorted({c.label for c in suite.cells}))}; IPCs: "
                           f"{', '.join(str(i) for i in sorted({c.ipc for c in suite.cells if c.ipc}))}")
-    return cells
+    return [replace(c, protocols=(), teacher=None) for c in cells] if make_only else cells
 
 
 @dataclass(frozen=True)
@@ -386,5 +388,5 @@ class Runner:
 
 
 def run_suite(suite: Suite, store: Store, *, only: list[str] | None = None, skip: list[str] | None = None,
-              ipcs: list[int] | None = None, **kwargs: Any) -> Summary:
-    return Runner(suite, store, **kwargs).run(select_cells(suite, only, skip, ipcs))
+              ipcs: list[int] | None = None, make_only: bool = False, **kwargs: Any) -> Summary:
+    return Runner(suite, store, **kwargs).run(select_cells(suite, only, skip, ipcs, make_only))
