@@ -649,21 +649,33 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                    help="make and record the sets, score nothing (e.g. distill on a GPU, score elsewhere later)")
     p.add_argument("--import", dest="import_dirs", nargs="+", metavar="DIR",
                    help="add the evaluation JSONs (and their sets) in these folders to the store")
+    p.add_argument("--adopt", metavar="STORE",
+                   help="replace imported records that measured no peak memory with the same recipes remade into "
+                        "STORE by --make-only, where the set's sha256 is unchanged")
     _common(p)
     p.set_defaults(run=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_STORE, Store, import_reports, load_suite, plan, run_suite, select_cells
+    from .bench import DEFAULT_STORE, Store, adopt_remade, import_reports, load_suite, plan, run_suite, select_cells
     from .synthesizers import Interrupted
     store = Store(args.store or DEFAULT_STORE)
-    if args.import_dirs and torchrun_env() is not None:
-        raise ConfigError("`dsdistill bench --import` does not split its work across processes: run it in one "
-                          "process, without torchrun")
+    if (args.import_dirs or args.adopt) and torchrun_env() is not None:
+        raise ConfigError("`dsdistill bench --import/--adopt` does not split its work across processes: run it in "
+                          "one process, without torchrun")
     if args.import_dirs:
         for folder in args.import_dirs:
             added, stored = import_reports(folder, store)
             print(f"{folder}: {added} records added, {stored} already stored")
+        return 0
+    if args.adopt:
+        if not Path(args.adopt, "distill").is_dir():
+            raise ConfigError(f"{args.adopt}: no distillation records there (run `dsdistill bench SUITE --make-only "
+                              f"--store {args.adopt} --only LABEL` first)")
+        adopted, differ = adopt_remade(Store(args.adopt), store)
+        print(f"{args.adopt}: {len(adopted)} records adopted" + "".join(f"\n  adopted {a}" for a in adopted))
+        if differ:
+            print(f"not adopted, the remade set differs from the stored one: {'; '.join(differ)}", file=sys.stderr)
         return 0
     if not args.suite:
         raise ConfigError("give a suite file, e.g. dsdistill bench benchmarks/suites/fmnist-cpu.toml")

@@ -310,6 +310,32 @@ def test_make_only_records_the_sets_and_a_later_run_scores_them(ran_once, tmp_pa
     assert not later.made and len(later.scored) == len({full[c.key] for c in cells})
 
 
+def test_adopt_replaces_an_unmeasured_imported_record_only_when_the_remade_set_is_the_same(ran, tmp_path, fm_root,
+                                                                                          capsys):
+    suite, store, _, _ = ran
+    records = {d["label"]: d for d in store.records("distill") if d["ipc"] == 1 and d["seed"] == 0}
+    unmeasured = {"imported_from": "benchmarks/results/old/x.json", "peak_memory_mib": None,
+                  "memory_kind": "not measured"}
+    for label, sha in (("dm", None), ("herding", "0" * 64)):   # herding: an old set that a remake no longer gives
+        old = {**records[label], **unmeasured, **({"set_sha256": sha} if sha else {})}
+        store.path("distill", old["key"]).write_text(json.dumps(old))
+    remade = Store(tmp_path / "remade")
+    run_suite(suite, remade, only=["dm", "herding"], ipcs=[1], make_only=True, device="cpu", data_root=fm_root,
+              log=lambda s: None)
+    assert main(["bench", "--adopt", str(remade.root), "--store", str(store.root)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 records adopted" in out and "adopted dm IPC 1 seed 0" in out and "herding IPC 1 seed 0" in err
+    dm = store.get("distill", records["dm"]["key"])
+    assert dm["peak_memory_mib"] is not None and dm["supersedes"]["imported_from"] == unmeasured["imported_from"]
+    assert Path(dm["set_path"]).parent == store.root / "sets" / "fashion-mnist"
+    assert SyntheticSet.load(dm["set_path"]).payload_sha256() == dm["set_sha256"] == records["dm"]["set_sha256"]
+    assert store.get("distill", records["herding"]["key"])["set_sha256"] == "0" * 64   # left alone
+    row = next(r for t in build_tables(store) if t.ipc == 1 for r in t.rows if r.label == "dm")
+    assert row.peak is not None and row.accuracies   # its scores stay attached
+    assert main(["bench", "--adopt", str(tmp_path / "nowhere"), "--store", str(store.root)]) == 2
+    assert "no distillation records there" in capsys.readouterr().err
+
+
 def test_prerequisite_runs_once_and_feeds_its_cell(ran):
     _, store, _, where = ran
     assert (where / "init.h5").exists()

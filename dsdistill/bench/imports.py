@@ -6,17 +6,23 @@ keys them) and its set a distillation record under the same recipe key the runne
 that asks for the same recipe finds it stored and does not make it again. A soft-label score joins the store
 only when its teacher is known by sha256: labels stored in the set, or the committee the set names; a teacher
 given on the command line is named in the report in words only, so such a score is refused.
+
+Those imported distillation records measured no peak memory. `adopt_remade` replaces one with the record of
+the same recipe remade by `bench --make-only` into another store, but only when the remade set has the same
+payload sha256: every score of the set stays attached, and the old record is kept inside the new one.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..synthesizers import SYNTHESIZERS
-from .runner import Labels
+from .._io import atomic_path, write_json
+from .runner import Labels, display_path
 from .store import Store, eval_key, set_labels
 from .suite import recipe, recipe_key
 
@@ -103,4 +109,30 @@ def import_reports(folder: str | Path, store: Store, root: str | Path = ".") -> 
     return added, stored
 
 
-__all__ = ["import_reports"]
+def adopt_remade(remade: Store, store: Store) -> tuple[list[str], list[str]]:
+    """Adopt `remade`'s distillation records where `store` holds an imported record of the same key that
+    measured no peak memory; returns (labels adopted, labels whose remade set differs and were left alone).
+    The remade set file is copied beside the store's own sets; the replaced record goes under "supersedes"."""
+    adopted, differ = [], []
+    for new in remade.records("distill"):
+        old = store.get("distill", new["key"])
+        if old is None or "imported_from" not in old or old.get("peak_memory_mib") is not None:
+            continue
+        what = f"{new['label']} IPC {new['ipc']} seed {new['seed']}"
+        if new["set_sha256"] != old["set_sha256"]:
+            differ.append(what)
+            continue
+        if new["family"] != "whole":   # set_path as the runner wrote it: relative to the working directory
+            source = Path(new["set_path"])
+            if SyntheticSet.load(source).payload_sha256() != new["set_sha256"]:
+                raise ConfigError(f"{source}: not the set its record names (sha256 differs); not adopted")
+            target = store.set_file(new["dataset"], source.stem)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)   # byte for byte: the file keeps the provenance it was made with
+            new = {**new, "set_path": display_path(target)}
+        write_json(store.path("distill", new["key"]), {**new, "supersedes": old})
+        adopted.append(what)
+    return adopted, differ
+
+
+__all__ = ["adopt_remade", "import_reports"]
