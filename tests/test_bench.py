@@ -595,8 +595,12 @@ def test_report_regenerates_the_same_bytes(ran, tmp_path):
     assert len([p for p in first if p.parent.name == "sets"]) == 3 * 2 * 2 + 2 * 2 + 1
     for p in first:
         p.unlink()
+    stale, other = out / "plots" / "sets" / "gone-ipc1-seed0.png", out / "plots" / "notes.png"
+    for p in (stale, other):
+        p.write_bytes(b"")
     second = write_report(store, out / "LEADERBOARD.md", plots_dir=out / "plots")
     assert second == first and {p: p.read_bytes() for p in second} == contents
+    assert not stale.exists() and other.exists()   # a grid the store no longer gives goes; other files stay
     md = contents[out / "LEADERBOARD.md"].decode()
     assert "Published (not measured here, never ranked)" in md and "(plots/acc-vs-ipc-fashion-mnist-smoke-" in md
 

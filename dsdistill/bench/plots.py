@@ -87,7 +87,12 @@ def set_grids(tables: list[Table], folder: Path) -> list[Path]:
     return written
 
 
+OWN_PICTURES = ("acc-vs-*.png", "sets/*.png")   # what write_plots makes; nothing else in the folder is touched
+
+
 def write_plots(tables: list[Table], folder: Path) -> list[Path]:
+    """Every picture of the tables; a picture of ours that the store no longer gives (a set renamed or
+    gone) is removed, so the folder always matches the leaderboard."""
     written = []
     by_protocol: dict[tuple[str, str], list[Table]] = defaultdict(list)
     for t in tables:
@@ -96,4 +101,7 @@ def write_plots(tables: list[Table], folder: Path) -> list[Path]:
     for key in sorted(by_protocol):
         group = by_protocol[key]
         written.append(accuracy_vs_ipc(group, folder / _plot_name("acc-vs-ipc", group[0], False)))
-    return written + set_grids(tables, folder / "sets")
+    written += set_grids(tables, folder / "sets")
+    for stale in {p for pattern in OWN_PICTURES for p in folder.glob(pattern)} - set(written):
+        stale.unlink()
+    return written
