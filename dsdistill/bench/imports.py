@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..synthesizers import SYNTHESIZERS
-from .._io import atomic_path, write_json
+from .._io import atomic_path
 from .runner import Labels, display_path
 from .store import Store, eval_key, set_labels
 from .suite import recipe, recipe_key
@@ -130,7 +130,7 @@ def adopt_remade(remade: Store, store: Store) -> tuple[list[str], list[str]]:
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)   # byte for byte: the file keeps the provenance it was made with
             new = {**new, "set_path": display_path(target)}
-        write_json(store.path("distill", new["key"]), {**new, "supersedes": old})
+        store.supersede(new)
         adopted.append(what)
     return adopted, differ
 
