@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 import _common  # noqa: F401  (import path, allocator)
 from _common import header, write_results
 
@@ -44,7 +46,6 @@ def first_loss(synset: SyntheticSet) -> float | None:
 def describe(acc: list[float] | None) -> str:
     if not acc:
         return "not scored"
-    import numpy as np
     return f"{np.mean(acc):.2f} ± {np.std(acc):.2f}"
 
 
