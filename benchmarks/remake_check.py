@@ -27,7 +27,7 @@ def scores(store: Store, sha: str) -> dict[str, list[float]]:
     """Per-model final-epoch accuracies (%) of the set, by protocol, hard-label scores only."""
     found = {}
     for ev in store.records("eval"):
-        if ev["set_sha256"] == sha and not ev.get("teacher_key"):
+        if ev["set_sha256"] == sha and ev["label_mode"] == "hard":
             found[ev["protocol"]] = [100 * a for a in ev["report"]["results"][0]["accuracies"]]
     return found
 
