@@ -134,7 +134,7 @@ def main() -> None:
         teacher = args.teacher if protocol.label_mode == "soft" and not own else None
         if teacher is not None and args.teacher_mode == "stored":
             from dsdistill.evaluate.soft import load_stored_teacher, prior_temperature
-            from dsdistill.relabel import relabel
+            from dsdistill.teachers.relabel import relabel
             synset = relabel(synset, load_stored_teacher(teacher, real, real.train.images.device, protocol),
                              "stored", prior_temperature(protocol))
             teacher = None

@@ -66,7 +66,7 @@ def torch_threads() -> int:
 
 def make_experts(folder: str, dataset: str, width: int) -> None:
     from dsdistill.data import load_dataset
-    from dsdistill.experts import ExpertConfig, build_experts
+    from dsdistill.teachers.experts import ExpertConfig, build_experts
     build_experts(load_dataset(dataset), folder, experts=1, epochs=1, model_options={"width": width},
                   config=ExpertConfig(images_per_epoch=512))
 

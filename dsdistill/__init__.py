@@ -6,12 +6,13 @@ The public API in a few names:
     synset = create_synthesizer("datadam").fit(real, ipc=10, seed=0, budget=Budget(minutes=10))
     report = evaluate(synset, "dc", data=real)
 """
-__version__ = "0.1.0"
+from ._version import __version__
+from ._distributed import init_world, load_shard
+from .data import load_dataset
+from .evaluate import evaluate
+from .models import create_model
+from .synset import SyntheticSet
+from .synthesizers import Budget, create_synthesizer
 
-from .data import load_dataset  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .models import create_model  # noqa: E402
-from .synset import SyntheticSet  # noqa: E402
-from .synthesizers import Budget, create_synthesizer  # noqa: E402
-
-__all__ = ["__version__", "load_dataset", "create_model", "create_synthesizer", "Budget", "evaluate", "SyntheticSet"]
+__all__ = ["__version__", "load_dataset", "create_model", "create_synthesizer", "Budget", "evaluate", "SyntheticSet",
+           "init_world", "load_shard"]

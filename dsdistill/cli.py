@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from . import __version__
+from ._version import __version__
 from ._malloc import keep_freed_memory
 from ._progress import set_quiet
-from .distributed import init_world, is_main_process, load_shard, torchrun_env
+from ._distributed import init_world, is_main_process, load_shard, torchrun_env
 from .errors import ConfigError, DsdistillError
 
 if TYPE_CHECKING:
     from .bench import Store
-    from .modelfolder import FolderKind
+    from .teachers.folder import FolderKind
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 SHARDED = {"distill", "evaluate", "compare", "bench"}  # commands that split their work across torchrun processes
@@ -203,7 +203,7 @@ def run_distill(args: argparse.Namespace) -> int:
 def _model_folder_parser(sub: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int],
                          own: Callable[[argparse.ArgumentParser], None], *, help: str, description: str,
                          set_help: str | None = None, out_help: str = "output folder (reuse it to resume)") -> None:
-    """A command that trains a folder of models resumably (dsdistill.modelfolder): the options they all take,
+    """A command that trains a folder of models resumably (dsdistill.teachers.folder): the options they all take,
     --arch and --set (model options) when `set_help` is given, and the command's own, added by own(parser)."""
     p = sub.add_parser(name, help=help, description=description)
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
@@ -223,7 +223,7 @@ def _train_model_folder(args: argparse.Namespace, kind: FolderKind,
                         line: Callable[[dict], str] | None = None) -> int:
     """Load the data and run build(real, command, on_unit) into args.out (resumable; this command line is recorded,
     a line per newly trained model goes to stderr), then print every finished model and the folder's size."""
-    from .modelfolder import folder_bytes, read_manifest
+    from .teachers.folder import folder_bytes, read_manifest
     real = _load(args, args.dataset, zca=args.zca)
     out = build(real, " ".join(["dsdistill", *args.argv]), _report_trained)
     entries = read_manifest(kind, out)[kind.entries]
@@ -242,7 +242,7 @@ def _report_trained(entry: dict) -> None:
 
 @command
 def add_pool(sub: argparse._SubParsersAction) -> None:
-    from .pool import DEFAULT_EPOCHS, DEFAULT_MODELS, OFFICIAL_EPOCHS, OFFICIAL_MODELS
+    from .teachers.pool import DEFAULT_EPOCHS, DEFAULT_MODELS, OFFICIAL_EPOCHS, OFFICIAL_MODELS
 
     def own(p: argparse.ArgumentParser) -> None:
         p.add_argument("--models", type=int, default=DEFAULT_MODELS,
@@ -265,7 +265,7 @@ def add_pool(sub: argparse._SubParsersAction) -> None:
 
 
 def run_pool(args: argparse.Namespace) -> int:
-    from .pool import KIND, build_pool, parse_model_options
+    from .teachers.pool import KIND, build_pool, parse_model_options
     options = parse_model_options(args.arch, args.set)
     return _train_model_folder(args, KIND, lambda real, command, report: build_pool(
         real, args.out, models=args.models, epochs=args.epochs, arch=args.arch, model_options=options, seed=args.seed,
@@ -274,7 +274,7 @@ def run_pool(args: argparse.Namespace) -> int:
 
 @command
 def add_experts(sub: argparse._SubParsersAction) -> None:
-    from .experts import (DEFAULT_EPOCHS, DEFAULT_EXPERTS, DEFAULT_WIDTH, OFFICIAL_EPOCHS, OFFICIAL_EXPERTS,
+    from .teachers.experts import (DEFAULT_EPOCHS, DEFAULT_EXPERTS, DEFAULT_WIDTH, OFFICIAL_EPOCHS, OFFICIAL_EXPERTS,
                           RECIPES)
 
     def own(p: argparse.ArgumentParser) -> None:
@@ -305,8 +305,8 @@ def add_experts(sub: argparse._SubParsersAction) -> None:
 
 def run_experts(args: argparse.Namespace) -> int:
     from ._config import parse_overrides
-    from .experts import DEFAULT_WIDTH, KIND, ExpertConfig, build_experts, recipe
-    from .pool import parse_model_options
+    from .teachers.experts import DEFAULT_WIDTH, KIND, ExpertConfig, build_experts, recipe
+    from .teachers.pool import parse_model_options
     options = parse_model_options(args.arch, args.set)
     if args.arch == "convnet":
         options.setdefault("width", DEFAULT_WIDTH)
@@ -319,7 +319,7 @@ def run_experts(args: argparse.Namespace) -> int:
 
 @command
 def add_committee(sub: argparse._SubParsersAction) -> None:
-    from .committee import DEFAULT_EPOCHS, DEFAULT_HOLDOUT, DEFAULT_MEMBERS
+    from .teachers.committee import DEFAULT_EPOCHS, DEFAULT_HOLDOUT, DEFAULT_MEMBERS
 
     def own(p: argparse.ArgumentParser) -> None:
         p.add_argument("--members", default=DEFAULT_MEMBERS,
@@ -344,7 +344,7 @@ def add_committee(sub: argparse._SubParsersAction) -> None:
 
 
 def run_committee(args: argparse.Namespace) -> int:
-    from .committee import KIND, build_committee, parse_members
+    from .teachers.committee import KIND, build_committee, parse_members
     members = parse_members(args.members, args.epochs)
     return _train_model_folder(args, KIND, lambda real, command, report: build_committee(
         real, args.out, members, seed=args.seed, holdout=args.holdout, command=command, on_member=report),
@@ -373,8 +373,8 @@ def add_relabel(sub: argparse._SubParsersAction) -> None:
 
 
 def run_relabel(args: argparse.Namespace) -> int:
-    from .committee import load_teacher
-    from .relabel import relabel
+    from .teachers.committee import load_teacher
+    from .teachers.relabel import relabel
     from .synset import SyntheticSet
     synset = SyntheticSet.load(args.set)
     real = _load(args, synset.dataset)

@@ -47,7 +47,7 @@ TINY_EXPERTS = {"experts": 2, "epochs": 4, "model_options": {"width": 8}}  # wha
 @pytest.fixture(scope="session")
 def tiny_experts(tmp_path_factory) -> str:
     """MTT expert trajectories for make_tiny_real(): 2 experts x 4 epochs of a width-8 ConvNet."""
-    from dsdistill.experts import ExpertConfig, build_experts
+    from dsdistill.teachers.experts import ExpertConfig, build_experts
     folder = tmp_path_factory.mktemp("experts")
     build_experts(make_tiny_real(), folder, config=ExpertConfig(batch_size=16), **TINY_EXPERTS)
     return str(folder)
@@ -56,8 +56,8 @@ def tiny_experts(tmp_path_factory) -> str:
 @functools.lru_cache(maxsize=None)
 def tiny_committee_dir() -> str:
     """A committee of two narrow BN ConvNets trained on make_tiny_real() (built once per test session)."""
-    from dsdistill.committee import build_committee, parse_members
-    from dsdistill.pretrain import RealTrainConfig
+    from dsdistill.teachers.committee import build_committee, parse_members
+    from dsdistill.train.real import RealTrainConfig
     folder = Path(tempfile.mkdtemp(prefix="dsdistill-committee-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     build_committee(make_tiny_real(), folder, parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 8),

@@ -6,7 +6,7 @@ import json
 import sys
 
 from dsdistill.data import load_dataset
-from dsdistill.distributed import init_world, load_shard
+from dsdistill._distributed import init_world, load_shard
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
 

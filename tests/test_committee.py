@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from dsdistill.cli import main
-from dsdistill.committee import (MANIFEST, build_committee, holdout_split, load_committee, load_teacher,
+from dsdistill.teachers.committee import (MANIFEST, build_committee, holdout_split, load_committee, load_teacher,
                                  parse_members, read_manifest)
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
-from dsdistill.pretrain import RealTrainConfig
+from dsdistill.train.real import RealTrainConfig
 from dsdistill.synthesizers import create_synthesizer
-from dsdistill.teacher import prior_weights
+from dsdistill.teachers.ensemble import prior_weights
 
 from conftest import make_tiny_real
 
@@ -80,7 +80,7 @@ def test_build_records_priors_hashes_and_loads(committee_dir, tiny_real):
 
 def test_resume_keeps_finished_members_and_adds_new_ones(committee_dir, tiny_real, monkeypatch):
     before = read_manifest(committee_dir)["members"]
-    import dsdistill.committee as mod
+    import dsdistill.teachers.committee as mod
     calls = []
     original = mod.train_on_real
     monkeypatch.setattr(mod, "train_on_real", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
@@ -168,7 +168,7 @@ def test_committee_and_evaluate_cli(fake_fmnist_root, tmp_path, capsys):
 
 
 def test_relabel_any_set_stored_or_online(committee_dir, tiny_real, tmp_path, capsys):
-    from dsdistill.relabel import relabel
+    from dsdistill.teachers.relabel import relabel
     synset = create_synthesizer("random").fit(tiny_real, 2, seed=0)
     teacher = load_teacher(committee_dir, tiny_real, bn_mode="eval")
     stored = relabel(synset, teacher, "stored", 10.0)

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from dsdistill.cli import main
-from dsdistill.committee import load_committee
+from dsdistill.teachers.committee import load_committee
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
 from dsdistill.synthesizers import Budget, create_synthesizer, resolve_method
 from dsdistill.synthesizers.cvdd import (CVDD, bn_loss_from_moments, index_bounds, voter_logits_and_bn,
                                          voter_pass, voter_schedule)
 from dsdistill.synthesizers.losses import bn_statistics_loss
-from dsdistill.teacher import prior_weights
+from dsdistill.teachers.ensemble import prior_weights
 
 from conftest import tiny_committee_dir
 

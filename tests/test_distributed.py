@@ -14,7 +14,7 @@ import torch
 
 from dsdistill.cli import main
 from dsdistill.data import load_dataset, write_fake
-from dsdistill.distributed import World, init_world, load_shard, threads_per_rank
+from dsdistill._distributed import World, init_world, load_shard, threads_per_rank
 from dsdistill.errors import CheckpointError, ConfigError, DistributedError
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
@@ -202,8 +202,8 @@ def roots(tmp_path_factory):
 @pytest.fixture(scope="module")
 def committee(roots, tmp_path_factory):
     """CV-DD's committee for the fake Fashion-MNIST: two narrow BN ConvNets, one epoch each."""
-    from dsdistill.committee import build_committee, parse_members
-    from dsdistill.pretrain import RealTrainConfig
+    from dsdistill.teachers.committee import build_committee, parse_members
+    from dsdistill.train.real import RealTrainConfig
     folder = tmp_path_factory.mktemp("committee")
     build_committee(load_dataset("fashion-mnist", roots), folder,
                     parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 1), holdout=1,

@@ -8,10 +8,10 @@ import torch
 
 from conftest import TINY_EXPERTS, make_tiny_real
 from dsdistill.errors import CheckpointError, ConfigError
-from dsdistill.experts import (MANIFEST, RECIPES, ExpertConfig, build_experts, decay_epoch, gradient_penalty,
+from dsdistill.teachers.experts import (MANIFEST, RECIPES, ExpertConfig, build_experts, decay_epoch, gradient_penalty,
                                load_experts, new_model, recipe, train_expert)
 from dsdistill.models import create_model
-from dsdistill.pool import resolved_options
+from dsdistill.teachers.pool import resolved_options
 
 FAST = ExpertConfig(batch_size=16)
 WIDTH8 = {"width": 8}

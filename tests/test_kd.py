@@ -12,9 +12,9 @@ from dsdistill.errors import ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
 from dsdistill.evaluate.kd import StoredLabels, kd_step_loss, smoothed_cosine
 from dsdistill.models import create_model
-from dsdistill.pretrain import RealTrainConfig, train_on_real
+from dsdistill.train.real import RealTrainConfig, train_on_real
 from dsdistill.synthesizers import create_synthesizer
-from dsdistill.teacher import Teacher, prior_weights
+from dsdistill.teachers.ensemble import Teacher, prior_weights
 
 TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=4, seeds=(0, 1),
                               model_options=(("width", 8),))

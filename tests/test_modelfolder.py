@@ -1,4 +1,4 @@
-"""The resumable model folder shared by the pool, the experts and the committee (dsdistill.modelfolder), on a toy
+"""The resumable model folder shared by the pool, the experts and the committee (dsdistill.teachers.folder), on a toy
 kind whose "models" are small tensors: identity checks, resuming, atomic writes, manifest errors."""
 import dataclasses
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dsdistill.errors import CheckpointError, ConfigError
-from dsdistill.modelfolder import (FolderBuild, FolderKind, build_finished, finished_entries, folder_bytes,
+from dsdistill.teachers.folder import (FolderBuild, FolderKind, build_finished, finished_entries, folder_bytes,
                                   read_manifest)
 
 

@@ -1,4 +1,4 @@
-"""The real-data trainer (dsdistill.pretrain) and the NCFM model pool (dsdistill.pool): build, resume, load,
+"""The real-data trainer (dsdistill.train.real) and the NCFM model pool (dsdistill.teachers.pool): build, resume, load,
 interpolate, every load error, and the `dsdistill pool` command. Tiny models (width 8), one epoch."""
 import dataclasses
 import json
@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import dsdistill.pool as pool_module
+import dsdistill.teachers.pool as pool_module
 from dsdistill._seed import seeded_init
 from dsdistill.cli import main
 from dsdistill.data import ZCA, load_dataset
 from dsdistill.errors import CheckpointError, ConfigError, DsdistillError
 from dsdistill.models import create_model
-from dsdistill.pool import MANIFEST, Pool, build_pool, load_pool, read_manifest
-from dsdistill.pretrain import RealTrainConfig, cutmix, milestone_epochs, test_accuracy, train_on_real
+from dsdistill.teachers.pool import MANIFEST, Pool, build_pool, load_pool, read_manifest
+from dsdistill.train.real import RealTrainConfig, cutmix, milestone_epochs, test_accuracy, train_on_real
 
 from conftest import make_tiny_real
 

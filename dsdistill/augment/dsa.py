@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from dsdistill.augment import functional as AF
-from dsdistill.errors import ConfigError
+from . import functional as AF
+from ..errors import ConfigError
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"  # DSA official code / README default
 IDENTITY_STRATEGIES = ("", "none")  # DSA treats "none"/"None" as identity; "" is "no strategy"

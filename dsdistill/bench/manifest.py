@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from .._io import file_sha256, write_json
 from ..errors import DsdistillError
 from ..synset import SyntheticSet

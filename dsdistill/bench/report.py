@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from .._io import atomic_path
 from ..evaluate.report import AccuracySummary
 from .published import published_for

@@ -14,7 +14,7 @@ method or configuration that couples its classes, soft-label protocols, a prereq
 
 Under a soft-label protocol a set is scored with its own soft labels when it carries them (CV-DD) and otherwise
 labelled by its cell's teacher (a committee folder), online or, with `teacher_labels = "stored"`, once per image
-(the set is relabelled in memory, dsdistill.relabel); the teacher's identity (members by sha256, ensemble
+(the set is relabelled in memory, dsdistill.teachers.relabel); the teacher's identity (members by sha256, ensemble
 weights, and "stored" when it labels once) is part of the evaluation's store key (Labels).
 """
 from __future__ import annotations
@@ -30,14 +30,14 @@ import torch
 from .._device import resolve_device
 from .._progress import progress
 from ..data import RealData, load_dataset
-from ..distributed import World
+from .._distributed import World
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Protocol, evaluate, get_protocol
 from ..evaluate.soft import load_protocol_teacher, load_stored_teacher, prior_temperature
-from ..modelfolder import build_finished
-from ..relabel import relabel
+from ..teachers.folder import build_finished
+from ..teachers.relabel import relabel
 from ..synset import SyntheticSet
-from ..teacher import Teacher
+from ..teachers.ensemble import Teacher
 from .store import Store, Usage, eval_key, measure, provenance, set_labels, teacher_identity, teacher_key
 from .suite import Cell, Prerequisite, Suite
 
@@ -90,12 +90,12 @@ class Labels:
 
 
 def committee_identity(folder: str, protocol: Protocol, dataset: str) -> dict[str, Any]:
-    """The teacher `evaluate(teacher=folder)` builds (dsdistill.committee.load_teacher), from the committee's
+    """The teacher `evaluate(teacher=folder)` builds (dsdistill.teachers.committee.load_teacher), from the committee's
     manifest without loading a weight: every finished member by sha256 (load_committee checks each file against
     it), weighted softmax(prior / the protocol's prior temperature). CheckpointError when it is not built."""
-    from ..committee import KIND, committee_command, read_manifest
-    from ..modelfolder import finished_entries
-    from ..teacher import prior_weights
+    from ..teachers.committee import KIND, committee_command, read_manifest
+    from ..teachers.folder import finished_entries
+    from ..teachers.ensemble import prior_weights
     if Path(folder).is_file():
         raise ConfigError(f"teacher {folder} is one checkpoint; bench takes a committee folder (`dsdistill committee "
                           "--out DIR`), whose manifest names every member by sha256")

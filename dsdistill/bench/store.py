@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from .._io import write_json
 from ..errors import ConfigError
 from ..evaluate.report import hardware, utc_now
@@ -47,7 +47,7 @@ def eval_key(set_sha256: str, protocol_hash: str, teacher: str | None = None) ->
 
 def teacher_identity(members: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:
     """What decides an online teacher's labels beside the protocol (which fixes its BN mode): its members by
-    name and weight sha256 (as a set records them, dsdistill.relabel.teacher_record) and their ensemble weights,
+    name and weight sha256 (as a set records them, dsdistill.teachers.relabel.teacher_record) and their ensemble weights,
     rounded so that one float32 softmax computed twice agrees."""
     return {"members": [{"name": str(m["name"]), "sha256": str(m["sha256"])} for m in members],
             "weights": [round(float(w), 6) for w in weights]}

@@ -11,7 +11,7 @@ import torch
 from .._device import resolve_device
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import ZCA, RealData, load_dataset
-from ..distributed import World
+from .._distributed import World
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
@@ -79,7 +79,7 @@ def _model_identity(set_sha256: str, proto: Protocol, soft: SoftLabels | None) -
     """What every model depends on beside its architecture, path and seed: the resume log's identity."""
     identity = {"set_sha256": set_sha256, "protocol_hash": proto.hash}
     if soft is not None and isinstance(soft.source, OnlineLabels):
-        from ..committee import state_sha256
+        from ..teachers.committee import state_sha256
         teacher = soft.source.teacher
         # a module given in memory has no file hashes: hash its weights, less the BN batch counters that every
         # train-mode labelling bumps (the teacher's BN momentum is 0, so they never change a label)
@@ -101,7 +101,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     (benchmarks/results/eval_speed-cpu.md). Soft-label protocols (kd) always take the loop.
 
     teacher (soft-label protocols only): a committee folder (`dsdistill committee`), one member checkpoint, or a
-    dsdistill.teacher.Teacher. Given, it labels every crop online, whatever the set stores; not given, the set's
+    dsdistill.teachers.ensemble.Teacher. Given, it labels every crop online, whatever the set stores; not given, the set's
     own soft labels are used (stored in the file, or online from the committee the set names, checked by sha256).
     This is how a set without soft labels (random, DM, ...) is scored under kd: with the same teacher as the
     soft-label method it is compared with.

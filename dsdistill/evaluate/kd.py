@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from .._seed import make_generator
 from ..augment.crops import random_resized_crop
 from ..errors import ConfigError
-from ..pretrain import cutmix
-from ..teacher import Teacher
+from ..train.real import cutmix
+from ..teachers.ensemble import Teacher
 from .finished import ArchLog
 from .trainer import TrainResult, train_each
 

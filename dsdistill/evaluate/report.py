@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from .._io import write_json
 
 

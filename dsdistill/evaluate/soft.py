@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..data import RealData
 from ..errors import ConfigError
 from ..synset import SyntheticSet
-from ..teacher import Teacher
+from ..teachers.ensemble import Teacher
 from .kd import OnlineLabels, StoredLabels
 from .protocols import Protocol
 
@@ -57,7 +57,7 @@ def load_protocol_teacher(teacher: Any, data: RealData, device: torch.device, pr
         return teacher.to(device)
     if isinstance(teacher, nn.Module):
         return Teacher([teacher], [1.0], bn_mode=protocol.extra("teacher_bn", "train")).to(device)
-    from ..committee import load_teacher  # late: the committee module trains models, the evaluator rarely needs it
+    from ..teachers.committee import load_teacher  # late: the committee module trains models, the evaluator rarely needs it
     return load_teacher(teacher, data, bn_mode=protocol.extra("teacher_bn", "train"),
                         temperature=prior_temperature(protocol), device=device,
                         expected=recorded)
@@ -66,7 +66,7 @@ def load_protocol_teacher(teacher: Any, data: RealData, device: torch.device, pr
 def load_stored_teacher(folder: Any, data: RealData, device: torch.device, protocol: Protocol) -> Teacher:
     """The committee as it stores one label per image for `protocol`: eval-mode BN (a label independent of the
     batch it is computed in), the protocol's prior temperature. `dsdistill relabel --mode stored` labels so."""
-    from ..committee import load_teacher
+    from ..teachers.committee import load_teacher
     return load_teacher(folder, data, bn_mode="eval", temperature=prior_temperature(protocol), device=device)
 
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dsdistill.errors import ConfigError
-from dsdistill.synset.format import _MULTIFORMATION
+from ..errors import ConfigError
+from .format import _MULTIFORMATION
 
 
 def decoder_factor(decoder: str) -> int:

@@ -34,8 +34,9 @@ import h5py
 import numpy as np
 import torch
 
-from dsdistill._io import atomic_path
-from dsdistill.errors import ConfigError, SetFileError
+from .._io import atomic_path
+from .._version import __version__
+from ..errors import ConfigError, SetFileError
 
 FORMAT = "dsdistill-synset"
 FORMAT_VERSION = 1
@@ -262,8 +263,6 @@ class SyntheticSet:
                                    labels=self.labels.to(device), soft_labels=soft, zca=zca)
 
     def _file_attrs(self) -> dict[str, Any]:
-        import dsdistill  # late: dsdistill/__init__ may import this module
-
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -279,7 +278,7 @@ class SyntheticSet:
             "method_config": _to_json(self.method_config),
             "seed": _NO_SEED if self.seed is None else int(self.seed),
             "created_utc": created_utc(),
-            "dsdistill_version": str(dsdistill.__version__),
+            "dsdistill_version": __version__,
             "torch_version": str(torch.__version__),  # TorchVersion: h5py wants a plain str
             "distill_seconds": float(self.distill_seconds),
             "distill_iterations": int(self.distill_iterations),

@@ -6,9 +6,9 @@ from typing import Callable
 
 import torch
 
-from dsdistill._io import atomic_path
-from dsdistill.errors import ConfigError
-from dsdistill.synset.format import SyntheticSet
+from .._io import atomic_path
+from ..errors import ConfigError
+from .format import SyntheticSet
 
 PADDING = 2
 """Pixels between cells (and around the grid), as torchvision's make_grid draws them."""

@@ -26,9 +26,9 @@ import h5py
 import numpy as np
 import torch
 
-from dsdistill._io import file_sha256
-from dsdistill.errors import SetFileError
-from dsdistill.synset.format import SyntheticSet, _one_line
+from .._io import file_sha256
+from ..errors import SetFileError
+from .format import SyntheticSet, _one_line
 
 try:
     from numpy._core.multiarray import scalar as _NUMPY_SCALAR  # numpy >= 2

@@ -34,7 +34,7 @@ from .._io import save_torch
 from .._progress import progress
 from .._seed import make_generator
 from ..data import RealData
-from ..distributed import World
+from .._distributed import World
 from ..errors import CheckpointError, ConfigError, DivergedError
 from ..synset import SyntheticSet
 from .method import Method, check_ipc, class_major_labels, new_set, not_separable
@@ -301,7 +301,7 @@ class Synthesizer(Method):
             raise ConfigError(problem)
         if held != tuple(world.block(real.num_classes)):
             raise ConfigError(f"{world.describe()} serves classes {list(world.block(real.num_classes))} but the real "
-                              f"data holds {list(held)}: load it with dsdistill.distributed.load_shard")
+                              f"data holds {list(held)}: load it with dsdistill.load_shard")
 
     def stored_images(self, real: RealData, state: State) -> Tensor:
         """The images as the set file stores them (a method that optimises pixels converts here)."""

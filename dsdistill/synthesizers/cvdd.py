@@ -52,10 +52,10 @@ from torch import Tensor, nn
 from .._seed import make_generator
 from ..augment.crops import RRC_SCALE, jitter, random_resized_crop
 from ..data import RealData
-from ..distributed import World
+from .._distributed import World
 from ..errors import ConfigError
 from ..synset import SyntheticSet
-from ..teacher import RELABEL_TEMPERATURE, Teacher, prior_weights
+from ..teachers.ensemble import RELABEL_TEMPERATURE, Teacher, prior_weights
 from .base import Budget, State, SynthConfig, Synthesizer
 from .losses import bn_statistics_loss
 from .sharding import sum_in_order
@@ -225,7 +225,7 @@ class CVDD(Synthesizer):
 
     def _setup(self, real: RealData, ipc: int, seed: int) -> None:
         """Load the committee, fix the priors, the voter schedule and the relabel teacher (once per fit)."""
-        from ..committee import load_committee
+        from ..teachers.committee import load_committee
         self._check(real)
         cfg = self.config
         committee = load_committee(cfg.committee, real, device=real.train.images.device)
@@ -371,7 +371,7 @@ class CVDD(Synthesizer):
 
     # ---- relabel and export
     def export(self, real: RealData, state: State, seed: int, images: Tensor | None = None) -> SyntheticSet:
-        from ..relabel import relabel
+        from ..teachers.relabel import relabel
         synset = super().export(real, state, seed, images)
         cfg = self.config
         synset.extra["voters"] = [[self._committee.names[i] for i in pair] for pair in self._schedule]

@@ -45,7 +45,7 @@ from .._seed import make_generator
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError, DivergedError
-from ..experts import Experts, load_experts, new_model
+from ..teachers.experts import Experts, load_experts, new_model
 from ..synset import SyntheticSet
 from .base import State, SynthConfig, Synthesizer
 from .registry import register

@@ -170,7 +170,7 @@ class NCFM(DM):
                 raise ConfigError(
                     f"ncfm's extractor interpolates a pool of trained ConvNets: build one with `dsdistill pool "
                     f"--dataset {real.name} --out DIR` and pass --set pool=DIR (or --set extractor=random)")
-            from ..pool import load_pool
+            from ..teachers.pool import load_pool
             self._pool = load_pool(cfg.pool, real, cfg.arch, self._model_options(), device=state.images.device)
         self._net = self._new_network(real).to(state.images.device)
         if cfg.sampler == "learned":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..distributed import World
+from .._distributed import World
 from ..errors import CheckpointError
 
 

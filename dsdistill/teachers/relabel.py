@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
-from .synset import SyntheticSet
-from .teacher import Teacher
+from ..errors import ConfigError
+from ..synset import SyntheticSet
+from .ensemble import Teacher
 
 MODES = ("online", "stored")
 

@@ -18,7 +18,7 @@ Layout of an expert folder:
     expert-000.pt    {"trajectory": float32 [epochs + 1, P]}: row e is the flat parameter vector after e epochs
                      (row 0 the random init), in model.named_parameters() order
 One file per expert (reference/trajectory.md 6: random access and memory-mapped loads, unlike MTT's 10-expert
-files). Building is resumable per expert (dsdistill.modelfolder): every file is written atomically and the manifest
+files). Building is resumable per expert (dsdistill.teachers.folder): every file is written atomically and the manifest
 is rewritten after each expert, so a stopped run keeps every finished expert.
 """
 from __future__ import annotations
@@ -35,15 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._progress import progress
-from ._seed import derive_seed, make_generator, seeded_init
-from .augment import DSA, DSAConfig, dsa_strategy_for
-from .data import RealData
-from .errors import CheckpointError, ConfigError
-from .modelfolder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
-from .models import create_model
+from .._progress import progress
+from .._seed import derive_seed, make_generator, seeded_init
+from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..data import RealData
+from ..errors import CheckpointError, ConfigError
+from .folder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
+from ..models import create_model
 from .pool import resolved_options
-from .pretrain import test_accuracy
+from ..train.real import test_accuracy
 
 FORMAT = "dsdistill-experts"
 VERSION = 1

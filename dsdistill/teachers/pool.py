@@ -10,7 +10,7 @@ Layout of a pool folder:
     pool.json        manifest: format, version, identity (dataset, zca, arch, model_options, epochs, seed,
                      train_config), provenance, and `models` = the FINISHED models only
     model-000.pt     {"init": state_dict, "trained": state_dict}, CPU tensors, read with weights_only=True
-Building is resumable per model (dsdistill.modelfolder): every file is written atomically and the manifest is
+Building is resumable per model (dsdistill.teachers.folder): every file is written atomically and the manifest is
 rewritten after each model.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from ._config import parse_overrides
-from ._seed import derive_seed, seeded_init
-from .data import RealData
-from .errors import CheckpointError, ConfigError
-from .modelfolder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
-from .models import create_model, model_options as arch_options
-from .pretrain import RealTrainConfig, test_accuracy, train_on_real
+from .._config import parse_overrides
+from .._seed import derive_seed, seeded_init
+from ..data import RealData
+from ..errors import CheckpointError, ConfigError
+from .folder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
+from ..models import create_model, model_options as arch_options
+from ..train.real import RealTrainConfig, test_accuracy, train_on_real
 
 FORMAT = "dsdistill-pool"
 VERSION = 1

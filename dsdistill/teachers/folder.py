@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
-from . import __version__
-from ._io import save_torch, write_json
-from .errors import CheckpointError, ConfigError
-from .synset.format import created_utc
+from .._version import __version__
+from .._io import save_torch, write_json
+from ..errors import CheckpointError, ConfigError
+from ..synset.format import created_utc
 
 Entry = dict[str, Any]
 K = TypeVar("K", bound=Hashable)

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._progress import progress
-from ._seed import make_generator
-from .augment import DSA, DSAConfig, dsa_strategy_for
-from .data import Split
-from .errors import ConfigError
+from .._progress import progress
+from .._seed import make_generator
+from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..data import Split
+from ..errors import ConfigError
 
 EpochCallback = Callable[[int, nn.Module], None]
 

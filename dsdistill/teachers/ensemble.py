@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
-from .models import has_batch_norm
+from ..errors import ConfigError
+from ..models import has_batch_norm
 
 BN_MODES = ("train", "eval")
 RELABEL_TEMPERATURE = 10.0  # CV-DD official relabel: weights softmax(prior / 10) (recover uses 5)

@@ -9,7 +9,7 @@ they know the data, it is free, and no weight is chosen on the test set. The ref
 measure it (`dsdistill distill --method cvdd.single --set members=NAME`, then `dsdistill evaluate --protocol kd`)
 and pass the accuracies to the synthesizer with `--set priors=a,b,c`. The test accuracy is stored for information.
 
-Training reuses dsdistill.pretrain (NCFM's recipe: SGD 0.01, momentum 0.9, wd 5e-4, batch 128, per-sample DSA and
+Training reuses dsdistill.train.real (NCFM's recipe: SGD 0.01, momentum 0.9, wd 5e-4, batch 128, per-sample DSA and
 CutMix) rather than CV-DD's squeeze (Adam 1e-3, wd 1e-4, batch 512, RandomCrop + flip, cosine, 200 epochs): ours,
 one trainer for every teacher in the toolkit; at the CPU budgets here (one epoch) the schedule barely matters.
 
@@ -35,14 +35,14 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._seed import derive_seed, make_generator, seeded_init
-from .data import RealData, Split
-from .errors import CheckpointError, ConfigError
-from .modelfolder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
-from .models import create_model, has_batch_norm, model_options
+from .._seed import derive_seed, make_generator, seeded_init
+from ..data import RealData, Split
+from ..errors import CheckpointError, ConfigError
+from .folder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
+from ..models import create_model, has_batch_norm, model_options
 from .pool import parse_model_options
-from .pretrain import RealTrainConfig, test_accuracy, train_on_real
-from .teacher import Teacher, prior_weights
+from ..train.real import RealTrainConfig, test_accuracy, train_on_real
+from .ensemble import Teacher, prior_weights
 
 FORMAT = "dsdistill-committee"
 MEMBER_FORMAT = "dsdistill-committee-member"
