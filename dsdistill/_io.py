@@ -1,23 +1,89 @@
-"""Atomic writes (nothing dsdistill writes is ever left half-written) and file hashes."""
+"""Files written whole or not at all: atomic and durable writes, exclusive records, output checks, hashes.
+
+Every write goes to a temporary file beside its target, is flushed to disk, then renamed (or, for a record that
+must never be replaced, hard-linked) into place, and the folder is flushed too, so a crash or a kill leaves
+either the old file or the new one. A temporary names its writer's process id, so a later writer can sweep
+the ones whose writer is gone without touching a live one.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from .errors import ConfigError
+
+STALE_SECONDS = 24 * 3600  # a temporary without a process id (older versions) is stale after a day
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) bytes to the disk; folders that cannot be opened are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries of `target` whose writer died (killed mid-write); returns what was removed."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:p(\d+)\.)?[^.]+\.tmp$")
+    removed = []
+    try:
+        candidates = list(target.parent.glob(f".{glob_escape(target.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        match = pattern.match(tmp.name)
+        if not match:
+            continue
+        pid = match.group(1)
+        try:
+            stale = (not _alive(int(pid))) if pid else time.time() - tmp.stat().st_mtime > STALE_SECONDS
+            if stale and int(pid or 0) != os.getpid():
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it over `path` only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def _temporary(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` (same filesystem, so the rename is atomic), removed unless consumed."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{target}: cannot write there, {_first_file(target.parent)} is a file, not a folder")
+    sweep_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.p{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -25,10 +91,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success flush it and rename it over `path`."""
+    target = Path(path)
+    with _temporary(target) as tmp:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, target)
+        _fsync(target.parent)
+
+
+@contextlib.contextmanager
+def exclusive_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Like atomic_path, for a file that must never be replaced: the temporary is hard-linked into place, which
+    fails with FileExistsError when another writer got there first (even at the same instant)."""
+    target = Path(path)
+    with _temporary(target) as tmp:
+        yield tmp
+        _fsync(tmp)
+        os.link(tmp, target)
+        _fsync(target.parent)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -48,3 +136,34 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _first_file(folder: Path) -> Path:
+    """The nearest ancestor of `folder` (itself included) that exists but is not a folder."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            return place if not place.is_dir() else folder
+    return folder
+
+
+def check_output(path: str | os.PathLike, what: str = "--out", folder: bool = False) -> Path:
+    """Refuse, before any work, an output place that cannot be written: a file path naming a folder (or a folder
+    path naming a file), a parent that is a file, or a folder where nothing can be created. Creates nothing."""
+    target = Path(path)
+    if target.is_dir() and not folder:
+        raise ConfigError(f"{what} {target} is a folder; give a file name inside it")
+    if target.exists() and not target.is_dir() and folder:
+        raise ConfigError(f"{what} {target} is a file; give a folder")
+    parent = target if folder and target.is_dir() else target.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {target}: cannot write there, {existing} is a file, not a folder")
+    try:
+        probe = tempfile.NamedTemporaryFile(prefix=".dsdistill-probe.", dir=existing)
+        probe.close()
+    except OSError as err:
+        raise ConfigError(f"{what} {target}: cannot write in {existing} ({err.strerror or err}); "
+                          f"choose a writable place") from None
+    return target
