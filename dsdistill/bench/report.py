@@ -19,7 +19,7 @@ from .._version import __version__
 from .._io import atomic_path
 from .plots import write_plots
 from .published import published_for
-from .store import Store
+from .store import Store, open_store
 from .tables import FAMILIES, Row, Table, build_tables, grid_name, mean_seconds, plot_name
 
 
@@ -170,4 +170,13 @@ def write_report(store: Store, out: str | Path = "benchmarks/LEADERBOARD.md", cs
     return [out, csv_path] + written
 
 
-__all__ = ["Row", "Table", "build_tables", "leaderboard_md", "leaderboard_csv", "write_report"]
+def regenerate(store: str | Path | None = None, out: str | Path = "benchmarks/LEADERBOARD.md",
+               csv_path: str | Path | None = None, plots_dir: str | Path | None = None, *, draw: bool = True,
+               command: str = "dsdistill report") -> tuple[list[Path], Path | None]:
+    """`dsdistill report`: write_report from an existing store (default DEFAULT_STORE), the pictures under
+    `plots_dir` (default: plots/ beside `out`) unless not `draw`; returns (files written, plot folder or None)."""
+    plots = None if not draw else Path(plots_dir) if plots_dir else Path(out).parent / "plots"
+    return write_report(open_store(store, existing=True), out, csv_path, plots, command=command), plots
+
+
+__all__ = ["Row", "Table", "build_tables", "leaderboard_md", "leaderboard_csv", "regenerate", "write_report"]
