@@ -540,7 +540,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 @command
 def add_protocols(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("protocols", help="list the evaluation protocols with their hashes")
+    p = sub.add_parser("protocols", help="list the evaluation protocols with their hashes",
+                       description="List every evaluation protocol: name, version, hash and what it is for. Only "
+                                   "scores under the same hash are compared.")
     p.set_defaults(run=run_protocols)
 
 
