@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .._io import atomic_path
-from ..synset import SyntheticSet, save_grid
+from ..synset.tools import draw
 from .tables import Table, grid_name, mean_seconds, plot_name
 
 _METADATA = {"Software": None}
@@ -77,12 +77,13 @@ def accuracy_vs_time(t: Table, path: Path) -> Path:
 
 
 def set_grids(tables: list[Table], folder: Path) -> list[Path]:
-    """A class-by-class grid of every set file the tables name (missing files are skipped)."""
+    """A class-by-class grid of every set file the tables name (missing files are skipped), in pixels as
+    `dsdistill show` draws it (a ZCA set unwhitened)."""
     written = []
     paths = sorted({p for t in tables for r in t.rows for p in r.set_paths if p and os.path.exists(p)})
     for p in paths:
         target = folder / grid_name(p)
-        save_grid(SyntheticSet.load(p), target)
+        draw(p, target)
         written.append(target)
     return written
 
