@@ -30,6 +30,8 @@ from .synset.tools import describe, draw, import_for_dataset
 from .synthesizers import Interrupted
 
 if TYPE_CHECKING:
+    from .bench import WholeScore
+    from .evaluate import Report
     from .teachers.folder import FolderKind
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
@@ -446,17 +448,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(score.table)
         if score.cached is not None:
             print(f"(cached: {score.cached})")
+        scored: WholeScore | Report = score
     elif not args.set:
         raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
     else:
         reports = score_files([args.set], args.protocol, archs=archs, data_root=args.data_root, device=args.device,
                               path=args.path, teacher=args.teacher)
-        if reports is None:
+        if reports is None:  # a rank other than 0 under torchrun
             return 0
-        score = reports[0]
-        print(score.table())
+        scored = reports[0]
+        print(scored.table())
     if args.json:
-        score.save_json(args.json, command=_command(args))
+        scored.save_json(args.json, command=_command(args))
         print(f"wrote {args.json}")
     return 0
 

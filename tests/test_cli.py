@@ -57,8 +57,10 @@ def test_whole_dataset_score_is_cached(fake_fmnist_root, tmp_path, capsys, monke
             "--data-root", fake_fmnist_root, "--device", "cpu"]
     code, first, _ = run(capsys, *argv)
     assert code == 0 and "whole" in first
-    code, second, _ = run(capsys, *argv)
-    assert code == 0 and "(cached:" in second
+    code, second, _ = run(capsys, *argv, "--json", str(tmp_path / "whole.json"))
+    assert code == 0 and "(cached:" in second and f"wrote {tmp_path / 'whole.json'}" in second
+    saved = json.loads((tmp_path / "whole.json").read_text())  # a cached score is written too, with its command
+    assert saved["method"] == "whole" and saved["command"].startswith("dsdistill evaluate --whole")
     assert list((tmp_path / "cache" / "partial").glob("*")) == []  # the resume log goes with a complete report
 
 
