@@ -25,7 +25,7 @@ from dsdistill.bench.report import leaderboard_md
 from dsdistill.bench.tables import Row, Table, grid_name, mean_seconds, plot_name, welch
 from dsdistill.bench.store import eval_key, teacher_identity, teacher_key
 from dsdistill.cli import main
-from dsdistill.data import write_fake
+from dsdistill.data import load_dataset, write_fake
 from dsdistill.errors import DsdistillError
 from dsdistill.evaluate import get_protocol
 from dsdistill.evaluate.protocols import KD, PROTOCOLS
