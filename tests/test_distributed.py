@@ -29,6 +29,16 @@ SMALL = {"width": 8, "batch_real": 4}
 HANG_GUARD = 600  # seconds; see torchrun()
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """init_world under a torchrun environment sets this process's torch threads for its rank, also when the
+    group then fails to start: no test may leave that to the tests after it (test_same_bytes keys its pins by
+    the thread count, and skipped every float case after this module)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def torchrun(*argv: str) -> subprocess.CompletedProcess:
     """Two gloo processes, one torch thread each, importing this checkout's dsdistill.
 
