@@ -19,7 +19,7 @@ import _common  # noqa: F401  (import path, allocator)
 from _common import header, write_results
 
 from dsdistill.bench import Store
-from dsdistill.bench.report import _welch
+from dsdistill.bench.tables import welch as _welch
 from dsdistill.synset import SyntheticSet
 
 

@@ -41,14 +41,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
+import torch.distributed as dist   # torch imports it anyway; a build without it says so in dist.is_available()
 
 from ._device import resolve_device
+from .data import load_dataset, resolve_dataset
 from .errors import ConfigError, DistributedError
 
 T = TypeVar("T")
 TIMEOUT_ENV = "DSDISTILL_DIST_TIMEOUT"      # minutes a collective may wait for a peer
 THREADS_ENV = "DSDISTILL_THREADS"           # torch threads per CPU rank (default: cores / local ranks)
 DEFAULT_TIMEOUT_MINUTES = 10.0
+SHARDED_COMMANDS = frozenset({"distill", "evaluate", "compare", "bench"})
+"""The commands whose work splits across torchrun processes: their library functions take a World
+(Synthesizer.fit, evaluate, the bench runner). Every other command refuses torchrun (check_command)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,6 @@ class World:
         """[obj of rank 0, obj of rank 1, ...] on every rank (small picklable objects)."""
         if not self.sharded:
             return [obj]
-        import torch.distributed as dist
         out: list[Any] = [None] * self.size
         self._collective(what, dist.all_gather_object, out, obj)
         return out
@@ -100,7 +104,6 @@ class World:
         """Rank 0's object on every rank (picklable, CPU tensors): what rank 0 alone decided or read."""
         if not self.sharded:
             return obj
-        import torch.distributed as dist
         box = [obj if self.is_main else None]
         self._collective(what, dist.broadcast_object_list, box, 0)
         return box[0]
@@ -110,7 +113,6 @@ class World:
         so blocks may differ in length and rank 0 holds exactly the result, never a padded copy."""
         if not self.sharded:
             return rows
-        import torch.distributed as dist
         shapes = self.all_gather((tuple(rows.shape), str(rows.dtype).removeprefix("torch.")), what)
         local = rows.detach().to(self.device).contiguous()
         if not self.is_main:
@@ -135,7 +137,6 @@ class World:
             for row in rows:
                 total = total + row
             return total
-        import torch.distributed as dist
         total = total.to(self.device)
         if self.rank > 0:
             self._collective(what, dist.recv, total, self.rank - 1)
@@ -178,6 +179,20 @@ def is_main_process() -> bool:
     return env is None or env[0] == 0
 
 
+def single_process(what: str, why: str = "") -> None:
+    """Refuse, before any work, to run `what` under torchrun: it does not split its work, so every process
+    would do all of it (and write the same files)."""
+    if torchrun_env() is not None:
+        raise ConfigError(f"{what} does not split its work across processes{why}: run it in one process, "
+                          "without torchrun")
+
+
+def check_command(command: str) -> None:
+    """The sharding policy of the command line: `dsdistill COMMAND` under torchrun only for SHARDED_COMMANDS."""
+    if command not in SHARDED_COMMANDS:
+        single_process(f"`dsdistill {command}`", f" (torchrun does that for {', '.join(sorted(SHARDED_COMMANDS))})")
+
+
 def threads_per_rank(local_size: int) -> int:
     """CPU ranks on one machine share its cores: cores // ranks (torchrun's own default is 1 thread)."""
     raw = os.environ.get(THREADS_ENV, "").strip()
@@ -214,7 +229,6 @@ def init_world(device: str | torch.device = "auto") -> Iterator[World]:
         yield World(device=dev)
         return
     rank, size, local_rank, local_size = env
-    import torch.distributed as dist
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run without torchrun")
     if dev.type == "cuda":
@@ -236,7 +250,6 @@ def init_world(device: str | torch.device = "auto") -> Iterator[World]:
 def start_process_group(backend: str, rank: int, size: int) -> None:
     """torch.distributed's env:// start, with its failures (no or bad MASTER_ADDR / MASTER_PORT, rank 0
     unreachable, the peers not arriving in time) as one line: the C++ message alone names no variable."""
-    import torch.distributed as dist
     timeout = timeout_minutes()
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout))
@@ -256,7 +269,6 @@ def load_shard(world: World, name: str, root: str | os.PathLike | None = None, *
     class folders; the in-memory formats parse their file and keep those classes). Exception: with
     ZCA, or for datasets whose statistics are computed (grayscale image folders), every rank reads
     the whole train split, fits on it exactly as a single process would, then keeps its classes."""
-    from .data import load_dataset, resolve_dataset
     if not world.sharded:
         return load_dataset(name, root, zca=zca, device=device)
     spec = resolve_dataset(name)

@@ -1,29 +1,40 @@
-"""The `dsdistill` command: parses, calls the API, prints. No logic of its own.
+"""The `dsdistill` command: parses, calls one library function, prints. No decisions of its own: defaults,
+caches, resume keys and what runs under torchrun are the library's (each command's function says where).
 
 A user mistake (DsdistillError) prints one line and exits 2; an internal error exits 1 with a traceback.
+Imports sit at the top: `python -m dsdistill` loads the package root, which imports the public API (torch, the
+synthesizers, the evaluator) anyway, so the rest adds about 0.05 s to `--help`; nothing is gained by importing late.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ._version import __version__
+from ._device import resolve_device
+from ._io import write_json
 from ._malloc import keep_freed_memory
 from ._progress import set_quiet
-from ._distributed import init_world, is_main_process, load_shard, torchrun_env
+from ._distributed import check_command, init_world, is_main_process, load_shard, torchrun_env
+from .bench import (adopt_folder, bench_suite, import_folders, plan_suite, regenerate, score_whole, verify_manifest,
+                    write_manifest)
+from .bench.manifest import MANIFEST
+from .data import dataset_status, load_dataset
 from .errors import ConfigError, DsdistillError
+from .evaluate import PROTOCOLS
+from .evaluate.files import score_files
+from .evaluate.report import compare_table
+from .synset.tools import describe, draw, import_for_dataset
+from .synthesizers import Interrupted
 
 if TYPE_CHECKING:
-    from .bench import Store
+    from .bench import WholeScore
+    from .evaluate import Report
     from .teachers.folder import FolderKind
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
-SHARDED = {"distill", "evaluate", "compare", "bench"}  # commands that split their work across torchrun processes
 
 
 def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
@@ -42,18 +53,21 @@ def _common(p: argparse.ArgumentParser, device: bool = True, data: bool = True) 
 
 
 def _load(args: argparse.Namespace, name: str, device=None, **kw):
-    from .data import load_dataset
     return load_dataset(name, args.data_root, device=device or _device(args), **kw)
 
 
 def _device(args: argparse.Namespace):
-    from ._device import resolve_device
     return resolve_device(args.device)
+
+
+def _command(args: argparse.Namespace) -> str:
+    """This command line, as the files it writes record it."""
+    return " ".join(["dsdistill", *args.argv])
 
 
 def _provenance(synset, args: argparse.Namespace) -> None:
     """Every file we write says what produced it."""
-    synset.extra.setdefault("command", " ".join(["dsdistill", *args.argv]))
+    synset.extra.setdefault("command", _command(args))
 
 
 # ---------------------------------------------------------------- datasets
@@ -66,7 +80,6 @@ def add_datasets(sub: argparse._SubParsersAction) -> None:
 
 
 def run_datasets(args: argparse.Namespace) -> int:
-    from .data import dataset_status
     rows = dataset_status(args.data_root)
     width = max(len(r[0]) for r in rows)
     for name, ok, where in rows:
@@ -393,7 +406,6 @@ def run_relabel(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- evaluate
 @command
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from .evaluate import PROTOCOLS
     p = sub.add_parser("evaluate", help="score a set: train fresh models on it, test on the real test set",
                        description="Train fresh models on a synthetic set under a fixed protocol and report the "
                                    "FINAL-epoch accuracy on the real test set, mean and std over the protocol's "
@@ -426,55 +438,28 @@ def _teacher_option(p: argparse.ArgumentParser) -> None:
                         "compared with")
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("DSDISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsdistill")
-
-
-def _whole_cache(dataset: str, protocol_hash: str, archs: str) -> Path:
-    return _cache_dir() / "whole" / f"{dataset}-{protocol_hash}-{archs.replace(',', '+')}.json"
-
-
-def _resume_log(synset: Any, protocol_hash: str, archs: list[str] | None, teacher: str | None) -> Path:
-    """Where an evaluation logs its finished models, so that the same command, interrupted, resumes
-    (dsdistill.evaluate.finished; removed when the report is complete)."""
-    what = json.dumps([synset.payload_sha256(), protocol_hash, archs, teacher])
-    return _cache_dir() / "partial" / f"{hashlib.sha256(what.encode()).hexdigest()[:16]}.json"
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, get_protocol
-    from .synset import SyntheticSet
-    from ._io import write_json
-    protocol = get_protocol(args.protocol)
     archs = [a.strip() for a in args.arch.split(",") if a.strip()] if args.arch else None
-    if not args.whole and not args.set:
+    if args.whole:
+        score = score_whole(args.dataset, args.protocol, archs=archs, data_root=args.data_root, device=args.device,
+                            path=args.path, teacher=args.teacher)
+        if score is None:  # a rank other than 0 under torchrun
+            return 0
+        print(score.table)
+        if score.cached is not None:
+            print(f"(cached: {score.cached})")
+        scored: WholeScore | Report = score
+    elif not args.set:
         raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
-    cache = _whole_cache(args.dataset, protocol.hash, args.arch or protocol.architecture) if args.whole else None
-    if cache is not None and cache.exists():
-        if is_main_process():
-            print(json.loads(cache.read_text())["table"])
-            print(f"(cached: {cache})")
-        return 0
-    with init_world(args.device) as world:
-        if cache is not None:
-            from .synthesizers import create_synthesizer
-            real = _load(args, args.dataset, device=world.device)
-            synset, set_path = create_synthesizer("whole").fit(real), f"whole:{args.dataset}"
-        else:
-            if not args.set:
-                raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
-            synset, set_path = SyntheticSet.load(args.set), str(args.set)
-            real = _load(args, synset.dataset, device=world.device)
-        report = evaluate(synset, protocol, archs=archs, data=real, device=world.device, path=args.path,
-                          set_path=set_path, teacher=args.teacher, world=world,
-                          resume=_resume_log(synset, protocol.hash, archs, args.teacher))
-    if not world.is_main:
-        return 0
-    if cache is not None:
-        write_json(cache, {"table": report.table(), "report": report.to_json()})
-    print(report.table())
+    else:
+        reports = score_files([args.set], args.protocol, archs=archs, data_root=args.data_root, device=args.device,
+                              path=args.path, teacher=args.teacher)
+        if reports is None:  # a rank other than 0 under torchrun
+            return 0
+        scored = reports[0]
+        print(scored.table())
     if args.json:
-        report.save_json(args.json, command=" ".join(["dsdistill", *args.argv]))
+        scored.save_json(args.json, command=_command(args))
         print(f"wrote {args.json}")
     return 0
 
@@ -494,30 +479,11 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ._io import write_json
-    from .evaluate import evaluate, get_protocol
-    from .synset import SyntheticSet
-    protocol = get_protocol(args.protocol)
-    synsets = [SyntheticSet.load(path) for path in args.sets]  # check every file before any training
-    reports, data = [], {}
-    with init_world(args.device) as world:
-        for path, synset in zip(args.sets, synsets):
-            if synset.dataset not in data:
-                data[synset.dataset] = _load(args, synset.dataset, device=world.device)
-            reports.append(evaluate(synset, protocol, data=data[synset.dataset], device=world.device, set_path=path,
-                                    teacher=args.teacher, world=world,
-                                    resume=_resume_log(synset, protocol.hash, None, args.teacher)))
-    if not world.is_main:
+    reports = score_files(args.sets, args.protocol, data_root=args.data_root, device=args.device,
+                          teacher=args.teacher)
+    if reports is None:  # a rank other than 0 under torchrun
         return 0
-    print(f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
-          f"mean ± std over {protocol.num_models} models")
-    width = max(len(p) for p in args.sets)
-    print(f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}  labels")
-    for path, rep in zip(args.sets, reports):
-        r = rep.results[0]
-        labels = rep.labels + (f" ({rep.label_source})" if rep.labels == "soft" else "")
-        print(f"{path:<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
-              f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
+    print(compare_table(args.protocol, args.sets, reports))
     if args.json:
         write_json(args.json, [rep.to_json() for rep in reports])
     return 0
@@ -535,13 +501,7 @@ def add_show(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from .synset import SyntheticSet, save_grid
-    synset = SyntheticSet.load(args.set)
-    to_pixels = None
-    if synset.zca is not None:
-        from .data import ZCA
-        to_pixels = ZCA.from_state_dict(synset.zca).inverse  # ZCA space is whitened [0, 1] pixels
-    save_grid(synset, args.out, to_pixels=to_pixels, max_per_class=args.max_per_class)
+    draw(args.set, args.out, args.max_per_class)
     print(f"wrote {args.out}")
     return 0
 
@@ -554,24 +514,7 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from .synset import SyntheticSet
-    s = SyntheticSet.load(args.set)
-    rows = {
-        "file": args.set, "dataset": s.dataset, "method": s.method, "ipc": s.ipc,
-        "images": f"{tuple(s.images.shape)} float32, space {s.image_space}", "labels": f"{len(s.labels)} hard"
-        + (f" + soft {tuple(s.soft_labels.shape)}" if s.soft_labels is not None else ""),
-        "label bytes": s.label_bytes, "learned lr": s.lr, "decoder": s.decoder, "seed": s.seed,
-        "distillation": f"{s.distill_iterations} iterations, {s.distill_seconds:.1f} s",
-        "payload sha256": s.payload_sha256(), "method config": json.dumps(s.method_config, sort_keys=True),
-    }
-    if "command" in s.extra:
-        rows["command"] = s.extra["command"]
-    if s.extra.get("teacher"):
-        t = s.extra["teacher"]
-        rows["soft labels"] = (f"{t.get('mode', 'stored')}, teacher {t.get('path')}: "
-                               + ", ".join(f"{m['name']} ({m['sha256'][:12]})" for m in t.get("members", [])))
-    rows.update({k: v for k, v in s.file_info.items()})
-    for k, v in rows.items():
+    for k, v in describe(args.set).items():
         print(f"{k:<15} {v}")
     return 0
 
@@ -592,26 +535,21 @@ def add_import(sub: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .data import DATASETS
-    from .synset import import_set
-    spec = DATASETS.get(args.dataset)
-    synset = import_set(args.source, labels_path=args.labels, dataset=spec.name, num_classes=spec.num_classes,
-                        class_names=None, mean=spec.mean, std=spec.std, experiment=args.experiment,
-                        method=args.method)
-    _provenance(synset, args)
-    synset.save(args.out)
+    synset = import_for_dataset(args.source, args.out, dataset=args.dataset, labels_path=args.labels,
+                                experiment=args.experiment, method=args.method, command=_command(args))
     print(f"wrote {args.out}: {len(synset.images)} images")
     return 0
 
 
 @command
 def add_protocols(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("protocols", help="list the evaluation protocols with their hashes")
+    p = sub.add_parser("protocols", help="list the evaluation protocols with their hashes",
+                       description="List every evaluation protocol: name, version, hash and what it is for. Only "
+                                   "scores under the same hash are compared.")
     p.set_defaults(run=run_protocols)
 
 
 def run_protocols(args: argparse.Namespace) -> int:
-    from .evaluate import PROTOCOLS
     for name in PROTOCOLS.list():
         proto = PROTOCOLS.get(name)
         print(f"{name:<10} v{proto.version} #{proto.hash}  {proto.description}")
@@ -657,44 +595,30 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_STORE, Store, adopt_remade, import_reports, load_suite, plan, run_suite, select_cells
-    from .synthesizers import Interrupted
-    store = Store(args.store or DEFAULT_STORE)
-    if (args.import_dirs or args.adopt) and torchrun_env() is not None:
-        raise ConfigError("`dsdistill bench --import/--adopt` does not split its work across processes: run it in "
-                          "one process, without torchrun")
     if args.import_dirs:
-        for folder in args.import_dirs:
-            added, stored = import_reports(folder, store)
+        for folder, added, stored in import_folders(args.import_dirs, args.store):
             print(f"{folder}: {added} records added, {stored} already stored")
         return 0
     if args.adopt:
-        if not Path(args.adopt, "distill").is_dir():
-            raise ConfigError(f"{args.adopt}: no distillation records there (run `dsdistill bench SUITE --make-only "
-                              f"--store {args.adopt} --only LABEL` first)")
-        adopted, differ = adopt_remade(Store(args.adopt), store)
+        adopted, differ = adopt_folder(args.adopt, args.store)
         print(f"{args.adopt}: {len(adopted)} records adopted" + "".join(f"\n  adopted {a}" for a in adopted))
         if differ:
             print(f"not adopted, the remade set differs from the stored one: {'; '.join(differ)}", file=sys.stderr)
         return 0
-    if not args.suite:
-        raise ConfigError("give a suite file, e.g. dsdistill bench benchmarks/suites/fmnist-cpu.toml")
-    suite = load_suite(args.suite)
+    cells = {"only": args.only, "skip": args.skip, "ipcs": args.ipc, "make_only": args.make_only}
     if args.dry_run:
-        if is_main_process():
-            print("\n".join(plan(suite, store, select_cells(suite, args.only, args.skip, args.ipc, args.make_only))))
+        lines = plan_suite(args.suite, args.store, **cells)
+        if lines is not None:  # None: a rank other than 0 under torchrun
+            print("\n".join(lines))
         return 0
-    with init_world(args.device) as world:
-        try:
-            summary = run_suite(suite, store, only=args.only, skip=args.skip, ipcs=args.ipc, make_only=args.make_only,
-                                device=world.device, data_root=args.data_root,
-                                command=" ".join(["dsdistill", *args.argv]), world=world)
-        except Interrupted as stop:
-            print(f"dsdistill: {world.describe() + ': ' if world.sharded else ''}{stop}; rerun the same command to "
-                  "resume", file=sys.stderr)
-            return 130
-    if world.is_main:
-        print(f"suite {suite.name}: {summary.line()}; store: {store.root}")
+    try:
+        summary = bench_suite(args.suite, args.store, **cells, device=args.device, data_root=args.data_root,
+                              command=_command(args))
+    except Interrupted as stop:
+        print(f"dsdistill: {stop}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if summary is not None:
+        print(f"suite {summary.suite}: {summary.line()}; store: {summary.store}")
     return 0
 
 
@@ -715,20 +639,9 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_report)
 
 
-def _stored_results(args: argparse.Namespace) -> Store:
-    """The store that `report` and `manifest` read: a missing folder is a mistyped path, not an empty benchmark."""
-    from .bench import DEFAULT_STORE, Store
-    root = Path(args.store or DEFAULT_STORE)
-    if not root.is_dir():
-        raise ConfigError(f"no result store at {root}; give --store the folder `dsdistill bench` wrote to")
-    return Store(root)
-
-
 def run_report(args: argparse.Namespace) -> int:
-    from .bench import write_report
-    plots = None if args.no_plots else (args.plots or str(Path(args.out).parent / "plots"))
-    files = write_report(_stored_results(args), args.out, args.csv, plots,
-                         command=" ".join(["dsdistill", *args.argv]))
+    files, plots = regenerate(args.store, args.out, args.csv, args.plots, draw=not args.no_plots,
+                              command=_command(args))
     print(f"wrote {files[0]}, {files[1]}" + (f" and {len(files) - 2} pictures under {plots}" if plots else ""))
     return 0
 
@@ -746,14 +659,11 @@ def add_manifest(sub: argparse._SubParsersAction) -> None:
 
 
 def run_manifest(args: argparse.Namespace) -> int:
-    from .bench.manifest import MANIFEST, build_manifest, check_manifest
     if args.check:
-        problems = check_manifest(args.folder)
-        if problems:
-            raise ConfigError(f"{len(problems)} problem(s): {'; '.join(problems)}")
+        verify_manifest(args.folder)
         print(f"{args.folder}/{MANIFEST}: every set loads and matches its sha256")
         return 0
-    manifest = build_manifest(args.folder, _stored_results(args), " ".join(["dsdistill", *args.argv]))
+    manifest = write_manifest(args.folder, args.store, _command(args))
     print(f"wrote {args.folder}/{MANIFEST}: {len(manifest['sets'])} sets")
     return 0
 
@@ -779,9 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_quiet(getattr(args, "quiet", False) or not is_main_process())  # under torchrun only rank 0 draws bars
     keep_freed_memory()
     try:
-        if torchrun_env() is not None and args.command not in SHARDED:
-            raise ConfigError(f"`dsdistill {args.command}` does not split its work across processes (torchrun does "
-                              f"that for {', '.join(sorted(SHARDED))}): run it in one process, without torchrun")
+        check_command(args.command)  # what may run under torchrun: dsdistill._distributed.SHARDED_COMMANDS
         return args.run(args)
     except DsdistillError as err:
         print(f"dsdistill: error: {err}", file=sys.stderr)

@@ -20,10 +20,12 @@ from scipy.stats import ttest_ind
 from dsdistill.bench import (Store, build_tables, import_reports, load_suite, parse_suite, plan, run_suite,
                              select_cells, write_report)
 from dsdistill.bench import runner as runner_module
+from dsdistill.bench.plots import set_grids
 from dsdistill.bench.report import leaderboard_md
+from dsdistill.bench.tables import Row, Table, grid_name, mean_seconds, plot_name, welch
 from dsdistill.bench.store import eval_key, teacher_identity, teacher_key
 from dsdistill.cli import main
-from dsdistill.data import write_fake
+from dsdistill.data import load_dataset, write_fake
 from dsdistill.errors import DsdistillError
 from dsdistill.evaluate import get_protocol
 from dsdistill.evaluate.protocols import KD, PROTOCOLS
@@ -758,3 +760,26 @@ def test_interrupted_evaluation_resumes_at_the_next_model(tmp_path, fm_root, mon
     run_suite(suite, fresh, **kwargs)
     assert (record["report"]["results"][0]["accuracies"]
             == fresh.records("eval")[0]["report"]["results"][0]["accuracies"])
+
+
+# ------------------------------------------------------------------ tables (shared by the markdown and the plots)
+
+def test_table_names_and_figures():
+    row = Row("dm", "synthesis", accuracies=[0.5, 0.7], distill_seconds=[1.0, 3.0])
+    table = Table("fashion-mnist", 10, "hard", "dc", 1, "abcdef0123456789", [row])
+    assert plot_name("acc-vs-time", table, True) == "acc-vs-time-fashion-mnist-dc-abcdef01-ipc10.png"
+    assert plot_name("acc-vs-ipc", table, False) == "acc-vs-ipc-fashion-mnist-dc-abcdef01.png"
+    assert grid_name("benchmarks/results/store/sets/fashion-mnist/dm-ipc10-seed0.h5") == "dm-ipc10-seed0.png"
+    assert mean_seconds(row) == 2.0 and mean_seconds(Row("random", "selection")) is None
+    assert welch([0.5], [0.6, 0.7]) is None and welch([0.5, 0.5], [0.5, 0.5]) is None
+    near, far = welch([0.50, 0.52, 0.51], [0.51, 0.53, 0.52]), welch([0.50, 0.52, 0.51], [0.70, 0.72, 0.71])
+    assert 0 < far < near < 1 and welch([0.70, 0.72, 0.71], [0.50, 0.52, 0.51]) == pytest.approx(far)
+
+
+def test_set_grids_draw_a_zca_set_in_pixels(tmp_path, fm_root):
+    """The leaderboard's grids used to refuse a ZCA set (save_grid cannot un-normalise it)."""
+    path = tmp_path / "random-zca-ipc1-seed0.h5"
+    create_synthesizer("random").fit(load_dataset("fashion-mnist", fm_root, zca=True), 1, seed=0).save(path)
+    table = Table("fashion-mnist", 1, "hard", "smoke", 1, "0" * 16,
+                  [Row("random", "selection", accuracies=[0.5], seeds=[0], set_paths=[str(path)])])
+    assert set_grids([table], tmp_path / "sets") == [tmp_path / "sets" / "random-zca-ipc1-seed0.png"]

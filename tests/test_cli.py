@@ -1,4 +1,5 @@
 """The command line: every command end to end on fake Fashion-MNIST files, and bad input -> one line, exit 2."""
+import argparse
 import json
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import sys
 import h5py
 import pytest
 
-from dsdistill.cli import COMMANDS, main
+from dsdistill.cli import COMMANDS, build_parser, main
 
 
 def run(capsys, *argv):
@@ -56,8 +57,10 @@ def test_whole_dataset_score_is_cached(fake_fmnist_root, tmp_path, capsys, monke
             "--data-root", fake_fmnist_root, "--device", "cpu"]
     code, first, _ = run(capsys, *argv)
     assert code == 0 and "whole" in first
-    code, second, _ = run(capsys, *argv)
-    assert code == 0 and "(cached:" in second
+    code, second, _ = run(capsys, *argv, "--json", str(tmp_path / "whole.json"))
+    assert code == 0 and "(cached:" in second and f"wrote {tmp_path / 'whole.json'}" in second
+    saved = json.loads((tmp_path / "whole.json").read_text())  # a cached score is written too, with its command
+    assert saved["method"] == "whole" and saved["command"].startswith("dsdistill evaluate --whole")
     assert list((tmp_path / "cache" / "partial").glob("*")) == []  # the resume log goes with a complete report
 
 
@@ -90,12 +93,29 @@ def test_damaged_set_file_is_refused_by_every_command(random_set, tmp_path, caps
         assert code == 2 and "sha256" in err and err.count("\n") == 1
 
 
-def test_every_command_has_help_and_the_module_runs():
-    for name in COMMANDS:
-        proc = subprocess.run([sys.executable, "-m", "dsdistill", name, "--help"], capture_output=True, text=True,
-                              timeout=60) if name in ("evaluate", "distill") else None
-        if proc is not None:
-            assert proc.returncode == 0 and "usage: dsdistill" in proc.stdout
+def subparsers() -> dict:
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_with_a_description(name, capsys):
+    """In-process (argparse's --help exits 0 after printing): every registered command, cheaply."""
+    description = subparsers()[name].description
+    assert description, f"`dsdistill {name}` has no description"
+    with pytest.raises(SystemExit) as stop:
+        main([name, "--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and out.startswith(f"usage: dsdistill {name}")
+    assert " ".join(description.split())[:60] in " ".join(out.split())
+
+
+def test_the_help_loop_covers_every_command():
+    assert set(subparsers()) == set(COMMANDS) and len(COMMANDS) >= 16
+
+
+def test_the_module_runs():
+    proc = subprocess.run([sys.executable, "-m", "dsdistill", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "usage: dsdistill" in proc.stdout and "evaluate" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "dsdistill", "info", "/nonexistent.h5"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

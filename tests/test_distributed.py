@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsdistill.cli import main
+from dsdistill.cli import COMMANDS, main
 from dsdistill.data import load_dataset, write_fake
-from dsdistill._distributed import World, init_world, load_shard, threads_per_rank
+from dsdistill._distributed import (SHARDED_COMMANDS, World, check_command, init_world, load_shard, single_process,
+                                   threads_per_rank)
 from dsdistill.errors import CheckpointError, ConfigError, DistributedError
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
@@ -26,6 +27,16 @@ SMALL = {"width": 8, "batch_real": 4}
 
 
 HANG_GUARD = 600  # seconds; see torchrun()
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """init_world under a torchrun environment sets this process's torch threads for its rank, also when the
+    group then fails to start: no test may leave that to the tests after it (test_same_bytes keys its pins by
+    the thread count, and skipped every float case after this module)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def torchrun(*argv: str) -> subprocess.CompletedProcess:
@@ -110,6 +121,23 @@ def test_a_non_separable_method_refuses_under_torchrun(fake_fmnist_root, tmp_pat
     code = main(["pool", "--out", str(tmp_path / "pool"), "--data-root", fake_fmnist_root])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "`dsdistill pool` does not split its work" in err
+
+
+def test_the_sharding_policy_lets_only_the_splitting_commands_run_under_torchrun(monkeypatch):
+    assert SHARDED_COMMANDS == {"distill", "evaluate", "compare", "bench"} and SHARDED_COMMANDS <= set(COMMANDS)
+    for name in COMMANDS:
+        check_command(name)  # one process: everything runs
+    single_process("anything")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in SHARDED_COMMANDS:
+        check_command(name)
+    for name in set(COMMANDS) - SHARDED_COMMANDS:
+        with pytest.raises(ConfigError, match=rf"^`dsdistill {name}` does not split its work across processes "
+                                              r"\(torchrun does that for bench, compare, distill, evaluate\): run it"):
+            check_command(name)
+    with pytest.raises(ConfigError, match="^a merge does not split its work across processes: run it in one process"):
+        single_process("a merge")
 
 
 def test_a_process_group_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_path):

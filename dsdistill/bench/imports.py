@@ -18,12 +18,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .._distributed import single_process
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..synthesizers import SYNTHESIZERS
 from .._io import atomic_path
 from .runner import Labels, display_path
-from .store import Store, eval_key, set_labels
+from .store import Store, eval_key, open_store, set_labels
 from .suite import recipe, recipe_key
 
 
@@ -135,4 +136,25 @@ def adopt_remade(remade: Store, store: Store) -> tuple[list[str], list[str]]:
     return adopted, differ
 
 
-__all__ = ["adopt_remade", "import_reports"]
+ONE_PROCESS = "`dsdistill bench --import/--adopt`"
+
+
+def import_folders(folders: list[str | Path], store: str | Path | None = None) -> list[tuple[str, int, int]]:
+    """`dsdistill bench --import`: import_reports of each folder into the store (default DEFAULT_STORE);
+    returns (folder, records added, records already stored) per folder. One process only: it writes the store."""
+    single_process(ONE_PROCESS)
+    target = open_store(store)
+    return [(str(folder), *import_reports(folder, target)) for folder in folders]
+
+
+def adopt_folder(remade: str | Path, store: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """`dsdistill bench --adopt`: adopt_remade from the store `remade` (which `bench --make-only` wrote) into the
+    store (default DEFAULT_STORE). One process only: it writes the store."""
+    single_process(ONE_PROCESS)
+    if not Path(remade, "distill").is_dir():
+        raise ConfigError(f"{remade}: no distillation records there (run `dsdistill bench SUITE --make-only "
+                          f"--store {remade} --only LABEL` first)")
+    return adopt_remade(Store(remade), open_store(store))
+
+
+__all__ = ["adopt_folder", "adopt_remade", "import_folders", "import_reports"]

@@ -9,9 +9,9 @@ from typing import Any
 
 from .._version import __version__
 from .._io import file_sha256, write_json
-from ..errors import DsdistillError
+from ..errors import ConfigError, DsdistillError
 from ..synset import SyntheticSet
-from .store import Store
+from .store import Store, open_store
 
 MANIFEST = "manifest.json"
 
@@ -68,3 +68,16 @@ def check_manifest(folder: str | Path) -> list[str]:
             problems.append(f"{path}: payload sha256 differs from the manifest")
     problems += [f"{p}: not in the manifest" for p in sorted(folder.glob("*.h5")) if p.name not in listed]
     return problems
+
+
+def write_manifest(folder: str | Path, store: str | Path | None = None,
+                   command: str = "dsdistill manifest") -> dict[str, Any]:
+    """`dsdistill manifest`: build_manifest with the scores of an existing store (default DEFAULT_STORE)."""
+    return build_manifest(folder, open_store(store, existing=True), command)
+
+
+def verify_manifest(folder: str | Path) -> None:
+    """`dsdistill manifest --check`: check_manifest, every problem in one ConfigError."""
+    problems = check_manifest(folder)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s): {'; '.join(problems)}")

@@ -12,8 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from .._io import atomic_path
-from ..synset import SyntheticSet, save_grid
-from .report import Table, _plot_name, _seconds, grid_name
+from ..synset.tools import draw
+from .tables import Table, grid_name, mean_seconds, plot_name
 
 _METADATA = {"Software": None}
 
@@ -62,7 +62,7 @@ def accuracy_vs_time(t: Table, path: Path) -> Path:
     """Accuracy against the seconds each method spent making its set (log scale)."""
     fig, ax = _figure()
     for r in t.rows:
-        seconds = max(_seconds(r) or 0.0, 0.1)
+        seconds = max(mean_seconds(r) or 0.0, 0.1)
         ax.errorbar([seconds], [100 * r.mean], yerr=[100 * r.std], marker="o" if r.family == "synthesis" else "s",
                     capsize=3, label=r.label)
     if t.whole is not None:
@@ -77,12 +77,13 @@ def accuracy_vs_time(t: Table, path: Path) -> Path:
 
 
 def set_grids(tables: list[Table], folder: Path) -> list[Path]:
-    """A class-by-class grid of every set file the tables name (missing files are skipped)."""
+    """A class-by-class grid of every set file the tables name (missing files are skipped), in pixels as
+    `dsdistill show` draws it (a ZCA set unwhitened)."""
     written = []
     paths = sorted({p for t in tables for r in t.rows for p in r.set_paths if p and os.path.exists(p)})
     for p in paths:
         target = folder / grid_name(p)
-        save_grid(SyntheticSet.load(p), target)
+        draw(p, target)
         written.append(target)
     return written
 
@@ -97,10 +98,10 @@ def write_plots(tables: list[Table], folder: Path) -> list[Path]:
     by_protocol: dict[tuple[str, str], list[Table]] = defaultdict(list)
     for t in tables:
         by_protocol[(t.dataset, t.protocol_hash)].append(t)
-        written.append(accuracy_vs_time(t, folder / _plot_name("acc-vs-time", t, True)))
+        written.append(accuracy_vs_time(t, folder / plot_name("acc-vs-time", t, True)))
     for key in sorted(by_protocol):
         group = by_protocol[key]
-        written.append(accuracy_vs_ipc(group, folder / _plot_name("acc-vs-ipc", group[0], False)))
+        written.append(accuracy_vs_ipc(group, folder / plot_name("acc-vs-ipc", group[0], False)))
     written += set_grids(tables, folder / "sets")
     for stale in {p for pattern in OWN_PICTURES for p in folder.glob(pattern)} - set(written):
         stale.unlink()

@@ -30,16 +30,18 @@ import torch
 from .._device import resolve_device
 from .._progress import progress
 from ..data import RealData, load_dataset
-from .._distributed import World
+from .._distributed import World, init_world, is_main_process
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Protocol, evaluate, get_protocol
 from ..evaluate.soft import load_protocol_teacher, load_stored_teacher, prior_temperature
-from ..teachers.folder import build_finished
+from ..teachers.committee import KIND as COMMITTEE, committee_command, read_manifest as read_committee
+from ..teachers.folder import build_finished, finished_entries
 from ..teachers.relabel import relabel
 from ..synset import SyntheticSet
-from ..teachers.ensemble import Teacher
-from .store import Store, Usage, eval_key, measure, provenance, set_labels, teacher_identity, teacher_key
-from .suite import Cell, Prerequisite, Suite
+from ..synthesizers import Interrupted, create_synthesizer
+from ..teachers.ensemble import Teacher, prior_weights
+from .store import Store, Usage, eval_key, measure, open_store, provenance, set_labels, teacher_identity, teacher_key
+from .suite import Cell, Prerequisite, Suite, load_suite
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Summary:
     made: list[str] = field(default_factory=list)       # distillations/selections run now
     scored: list[str] = field(default_factory=list)     # evaluations run now
     skipped: list[str] = field(default_factory=list)    # steps found in the store
+    suite: str = ""                                      # the suite's name (bench_suite)
+    store: str = ""                                      # the store's folder (bench_suite)
 
     def line(self) -> str:
         return (f"{len(self.made)} sets made, {len(self.scored)} evaluations run, "
@@ -93,14 +97,11 @@ def committee_identity(folder: str, protocol: Protocol, dataset: str) -> dict[st
     """The teacher `evaluate(teacher=folder)` builds (dsdistill.teachers.committee.load_teacher), from the committee's
     manifest without loading a weight: every finished member by sha256 (load_committee checks each file against
     it), weighted softmax(prior / the protocol's prior temperature). CheckpointError when it is not built."""
-    from ..teachers.committee import KIND, committee_command, read_manifest
-    from ..teachers.folder import finished_entries
-    from ..teachers.ensemble import prior_weights
     if Path(folder).is_file():
         raise ConfigError(f"teacher {folder} is one checkpoint; bench takes a committee folder (`dsdistill committee "
                           "--out DIR`), whose manifest names every member by sha256")
     hint = committee_command(dataset, "LIST", folder)
-    entries = finished_entries(KIND, folder, read_manifest(folder, hint), hint)
+    entries = finished_entries(COMMITTEE, folder, read_committee(folder, hint), hint)
     weights = prior_weights([e["prior"] for e in entries], prior_temperature(protocol))
     return teacher_identity([{"name": e["name"], "sha256": e["sha256"]} for e in entries], weights.tolist())
 
@@ -315,7 +316,6 @@ class Runner:
     def load_set(self, record: dict[str, Any]) -> SyntheticSet:
         """A stored set (read by rank 0 and shared); the whole training set is the data itself, on every rank."""
         if record["family"] == "whole":
-            from ..synthesizers import create_synthesizer
             synset = create_synthesizer("whole").fit(self.real(record["dataset"], bool(record.get("zca"))))
         else:
             synset = self.from_main(lambda: SyntheticSet.load(record["set_path"]), "sharing the stored set")
@@ -390,3 +390,43 @@ class Runner:
 def run_suite(suite: Suite, store: Store, *, only: list[str] | None = None, skip: list[str] | None = None,
               ipcs: list[int] | None = None, make_only: bool = False, **kwargs: Any) -> Summary:
     return Runner(suite, store, **kwargs).run(select_cells(suite, only, skip, ipcs, make_only))
+
+
+def _suite_file(path: str | Path | None) -> Suite:
+    if not path:
+        raise ConfigError("give a suite file, e.g. dsdistill bench benchmarks/suites/fmnist-cpu.toml")
+    return load_suite(path)
+
+
+def plan_suite(path: str | Path | None, store: str | Path | None = None, *, only: list[str] | None = None,
+               skip: list[str] | None = None, ipcs: list[int] | None = None,
+               make_only: bool = False) -> list[str] | None:
+    """`dsdistill bench SUITE --dry-run`: plan() of the selected cells against the store (default
+    DEFAULT_STORE); None on ranks other than 0 under torchrun (rank 0 alone prints)."""
+    suite = _suite_file(path)
+    if not is_main_process():
+        return None
+    return plan(suite, open_store(store), select_cells(suite, only, skip, ipcs, make_only))
+
+
+def bench_suite(path: str | Path | None, store: str | Path | None = None, *, only: list[str] | None = None,
+                skip: list[str] | None = None, ipcs: list[int] | None = None, make_only: bool = False,
+                device: str | torch.device = "auto", data_root: str | None = None,
+                command: str = "") -> Summary | None:
+    """`dsdistill bench SUITE`: run_suite of a suite file into the store (default DEFAULT_STORE), under torchrun
+    across the processes; the Summary on rank 0, None on the others. An interruption raises Interrupted saying
+    which rank stopped; rerunning the same command resumes."""
+    suite, target = _suite_file(path), open_store(store)
+    stopped: Interrupted | None = None
+    with init_world(device) as world:
+        try:
+            summary = run_suite(suite, target, only=only, skip=skip, ipcs=ipcs, make_only=make_only,
+                                device=world.device, data_root=data_root, command=command, world=world)
+        except Interrupted as stop:
+            stopped = stop  # raised once the block has ended: every rank leaves the process group in step
+    if stopped is not None:
+        raise Interrupted(f"{world.describe()}: {stopped}" if world.sharded else str(stopped)) from None
+    if not world.is_main:
+        return None
+    summary.suite, summary.store = suite.name, str(target.root)
+    return summary

@@ -121,6 +121,15 @@ class Store:
         return self.root / "sets" / dataset / f"{stem}.h5"
 
 
+def open_store(root: str | os.PathLike | None = None, *, existing: bool = False) -> Store:
+    """The store at `root` (default DEFAULT_STORE). existing: the store is read (report, manifest), so a missing
+    folder is a mistyped path, not an empty benchmark."""
+    store = Store(root or DEFAULT_STORE)
+    if existing and not store.root.is_dir():
+        raise ConfigError(f"no result store at {store.root}; give --store the folder `dsdistill bench` wrote to")
+    return store
+
+
 def provenance(command: str) -> dict[str, Any]:
     """What every record says about how it was made."""
     return {"command": command, "hardware": hardware(), "dsdistill_version": __version__,

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from ..synset import SyntheticSet
 from ..synset.decode import decode
+from ..teachers.committee import state_sha256
 from .finished import FinishedModels
 from .kd import KDSpec, OnlineLabels, StoredLabels, train_kd
 from .protocols import PROTOCOLS, Protocol, get_protocol
@@ -79,7 +80,6 @@ def _model_identity(set_sha256: str, proto: Protocol, soft: SoftLabels | None) -
     """What every model depends on beside its architecture, path and seed: the resume log's identity."""
     identity = {"set_sha256": set_sha256, "protocol_hash": proto.hash}
     if soft is not None and isinstance(soft.source, OnlineLabels):
-        from ..teachers.committee import state_sha256
         teacher = soft.source.teacher
         # a module given in memory has no file hashes: hash its weights, less the BN batch counters that every
         # train-mode labelling bumps (the teacher's BN momentum is 0, so they never change a label)

@@ -6,13 +6,14 @@ import datetime as _dt
 import os
 import platform
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .._version import __version__
 from .._io import write_json
+from .protocols import Protocol, get_protocol
 
 
 def hardware() -> str:
@@ -105,3 +106,18 @@ class Report:
     def save_json(self, path: str, command: str | None = None) -> None:
         """The report as JSON, with the command that produced it when given (every file we write says so)."""
         write_json(path, {**self.to_json(), **({"command": command} if command else {})})
+
+
+def compare_table(protocol: Protocol | str, set_paths: Sequence[str], reports: Sequence[Report]) -> str:
+    """`dsdistill compare`'s table: one line per set under one protocol (the protocol's own architecture)."""
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    width = max(len(str(p)) for p in set_paths)
+    lines = [f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
+             f"mean ± std over {protocol.num_models} models",
+             f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}  labels"]
+    for path, rep in zip(set_paths, reports):
+        r = rep.results[0]
+        labels = rep.labels + (f" ({rep.label_source})" if rep.labels == "soft" else "")
+        lines.append(f"{str(path):<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
+                     f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
+    return "\n".join(lines)
