@@ -5,7 +5,8 @@ and an identity (what makes two folders the same); a rerun or a load with anothe
 each key that differs; every model file is written atomically and the manifest rewritten after each model,
 listing only the FINISHED ones, so a stopped build keeps them and a rerun skips them; a model file is read back
 with one set of errors; a fresh model is made from (arch, options) the same way. A kind declares itself with a
-FolderKind; what its files hold and how its models are trained stay in its own module.
+FolderKind (registered, so a folder of another kind is named as such) and its build with a FolderRequest (the
+options of its command); what its files hold and how its models are trained stay in its own module.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ class FolderKind:
     noun: str  # "pool": "no pool folder at DIR", "not a dsdistill pool manifest"
     article: str  # "a pool": "DIR has no pool.json (not a pool, or its first model never finished)"
     unit: str  # "model": what one file of the folder holds
-    holds: str  # "a pool": "DIR already holds a pool " + the differences
+    holds: str  # "a pool with": "DIR already holds a pool with " + the differences
     manifest: str  # the manifest's file name, "pool.json"
     format: str  # the manifest's `format`, "dsdistill-pool"
     version: int
@@ -164,10 +165,10 @@ def read_manifest(kind: FolderKind, path: str | Path, hint: str = "") -> dict[st
     if not folder.is_dir():
         raise CheckpointError(f"no {kind.noun} folder at {folder}{build}")
     file = folder / kind.manifest
-    other = next((k for name, k in KINDS.items() if name != kind.manifest and (folder / name).is_file()), None)
-    if not file.is_file() and other is not None:
-        raise CheckpointError(f"{folder} holds {other.article} ({other.manifest}), not {kind.article}{build}")
     if not file.is_file():
+        other = [k for name, k in KINDS.items() if name != kind.manifest and (folder / name).is_file()]
+        if other:
+            raise CheckpointError(f"{folder} holds {other[0].article} ({other[0].manifest}), not {kind.article}{build}")
         raise CheckpointError(f"{folder} has no {kind.manifest} (not {kind.article}, or its first {kind.unit} never "
                               f"finished){build}")
     try:
