@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ._version import __version__
 from ._device import resolve_device
@@ -32,7 +31,6 @@ from .synthesizers import Interrupted
 if TYPE_CHECKING:
     from .bench import WholeScore
     from .evaluate import Report
-    from .teachers.folder import FolderKind
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
@@ -231,18 +229,22 @@ def _model_folder_parser(sub: argparse._SubParsersAction, name: str, run: Callab
     p.set_defaults(run=run)
 
 
-def _train_model_folder(args: argparse.Namespace, kind: FolderKind,
-                        build: Callable[[Any, str, Callable[[dict], None]], Path], what: str,
-                        line: Callable[[dict], str] | None = None) -> int:
-    """Load the data and run build(real, command, on_unit) into args.out (resumable; this command line is recorded,
-    a line per newly trained model goes to stderr), then print every finished model and the folder's size."""
+def _train_model_folder(args: argparse.Namespace, line: Callable[[dict], str] | None = None) -> int:
+    """Map the arguments onto the command's request (dsdistill.teachers.TEACHER_BUILDERS) and build it into args.out
+    (resumable; this command line is recorded, a line per newly trained model goes to stderr), then print every
+    finished model and the folder's size."""
+    from .teachers import TEACHER_BUILDERS, build_teacher, make_request, request_options
     from .teachers.folder import folder_bytes, read_manifest
-    real = _load(args, args.dataset, zca=args.zca)
-    out = build(real, " ".join(["dsdistill", *args.argv]), _report_trained)
+    cls = TEACHER_BUILDERS.get(args.command)
+    request = make_request(cls, {k: getattr(args, k) for k in request_options(cls)})
+    out = build_teacher(request, data_root=args.data_root, device=_device(args),
+                        command=" ".join(["dsdistill", *args.argv]), on_unit=_report_trained)
+    kind = request.kind
     entries = read_manifest(kind, out)[kind.entries]
     for e in entries:
         print(line(e) if line else f"{kind.unit} {e['index']}: test accuracy {100 * e['test_accuracy']:.2f}%")
-    print(f"wrote {out}: {len(entries)} {kind.entries} ({what}), {folder_bytes(kind, out) / 2**20:.1f} MiB on disk")
+    print(f"wrote {out}: {len(entries)} {kind.entries} ({request.describe()}), "
+          f"{folder_bytes(kind, out) / 2**20:.1f} MiB on disk")
     return 0
 
 
@@ -264,7 +266,7 @@ def add_pool(sub: argparse._SubParsersAction) -> None:
                        help=f"training epochs per model (default: {DEFAULT_EPOCHS}; official: {OFFICIAL_EPOCHS})")
 
     _model_folder_parser(
-        sub, "pool", run_pool, own, help="train a pool of models on the real data (NCFM's feature extractors)",
+        sub, "pool", _train_model_folder, own, help="train a pool of models on the real data (NCFM's feature extractors)",
         description="Train MODELS fresh models on the real training set and store each one's random init and trained "
                     "weights in DIR (pool.json + model-NNN.pt). NCFM reads it with --set pool=DIR and matches "
                     "features of lam*init + (1-lam)*trained of a random member. Training follows NCFM's official "
@@ -275,14 +277,6 @@ def add_pool(sub: argparse._SubParsersAction) -> None:
                     "the same command resumes: finished models are kept.",
         set_help="override a model option, e.g. --set width=64 (repeatable; default ConvNet: width 128, depth 3, "
                  "instance norm, as NCFM)")
-
-
-def run_pool(args: argparse.Namespace) -> int:
-    from .teachers.pool import KIND, build_pool, parse_model_options
-    options = parse_model_options(args.arch, args.set)
-    return _train_model_folder(args, KIND, lambda real, command, report: build_pool(
-        real, args.out, models=args.models, epochs=args.epochs, arch=args.arch, model_options=options, seed=args.seed,
-        command=command, on_model=report), f"{args.arch}, {args.epochs} epochs, seed {args.seed}")
 
 
 @command
@@ -302,7 +296,7 @@ def add_experts(sub: argparse._SubParsersAction) -> None:
                             "images_per_epoch)")
 
     _model_folder_parser(
-        sub, "experts", run_experts, own, help="train expert trajectories on the real data (MTT's buffers)",
+        sub, "experts", _train_model_folder, own, help="train expert trajectories on the real data (MTT's buffers)",
         description="Train EXPERTS fresh models on the real training set and store each one's parameters after every "
                     "epoch, the random start included, in DIR (experts.json + expert-NNN.pt). `dsdistill distill "
                     "--method mtt --set experts=DIR` matches them. Recipes: mtt (MTT buffer.py: plain SGD lr 0.01, "
@@ -314,20 +308,6 @@ def add_experts(sub: argparse._SubParsersAction) -> None:
                     "finished experts are kept.",
         set_help=f"override a model option, e.g. --set width=128 for MTT's network (repeatable; default ConvNet: "
                  f"width {DEFAULT_WIDTH}, depth 3, instance norm)")
-
-
-def run_experts(args: argparse.Namespace) -> int:
-    from ._config import parse_overrides
-    from .teachers.experts import DEFAULT_WIDTH, KIND, ExpertConfig, build_experts, recipe
-    from .teachers.pool import parse_model_options
-    options = parse_model_options(args.arch, args.set)
-    if args.arch == "convnet":
-        options.setdefault("width", DEFAULT_WIDTH)
-    config = recipe(args.recipe, **parse_overrides(ExpertConfig, args.train))
-    return _train_model_folder(args, KIND, lambda real, command, report: build_experts(
-        real, args.out, experts=args.experts, epochs=args.epochs, arch=args.arch, model_options=options,
-        seed=args.seed, config=config, command=command, on_expert=report),
-        f"{args.arch} {options}, {args.epochs} epochs, recipe {args.recipe}, seed {args.seed}")
 
 
 @command
@@ -357,13 +337,9 @@ def add_committee(sub: argparse._SubParsersAction) -> None:
 
 
 def run_committee(args: argparse.Namespace) -> int:
-    from .teachers.committee import KIND, build_committee, parse_members
-    members = parse_members(args.members, args.epochs)
-    return _train_model_folder(args, KIND, lambda real, command, report: build_committee(
-        real, args.out, members, seed=args.seed, holdout=args.holdout, command=command, on_member=report),
-        f"seed {args.seed}, {args.holdout} validation images per class",
-        line=lambda m: f"{m['name']:<40} prior {m['prior']:6.2f}  test {100 * m['test_accuracy']:6.2f}%  "
-                       f"{m['train_images']} images  {m['bytes'] / 2**20:.1f} MiB  sha256 {m['sha256'][:12]}")
+    return _train_model_folder(args, line=lambda m: f"{m['name']:<40} prior {m['prior']:6.2f}  test "
+                               f"{100 * m['test_accuracy']:6.2f}%  {m['train_images']} images  "
+                               f"{m['bytes'] / 2**20:.1f} MiB  sha256 {m['sha256'][:12]}")
 
 
 @command
@@ -386,7 +362,7 @@ def add_relabel(sub: argparse._SubParsersAction) -> None:
 
 
 def run_relabel(args: argparse.Namespace) -> int:
-    from .teachers.committee import load_teacher
+    from .teachers import load_teacher
     from .teachers.relabel import relabel
     from .synset import SyntheticSet
     synset = SyntheticSet.load(args.set)

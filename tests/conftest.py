@@ -53,15 +53,24 @@ def tiny_experts(tmp_path_factory) -> str:
     return str(folder)
 
 
+TINY_COMMITTEE = {"members": "convnet-bn:width=8,convnet-bn:width=8:depth=2", "epochs": 8, "holdout": 2}
+"""What tiny_committee_dir holds (its training: tiny_committee_config())."""
+
+
+def tiny_committee_config():
+    from dsdistill.train.real import RealTrainConfig
+    return RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05)
+
+
 @functools.lru_cache(maxsize=None)
 def tiny_committee_dir() -> str:
-    """A committee of two narrow BN ConvNets trained on make_tiny_real() (built once per test session)."""
+    """A committee of two narrow BN ConvNets trained on make_tiny_real() (built once per test session; a test that
+    changes it works on a copy)."""
     from dsdistill.teachers.committee import build_committee, parse_members
-    from dsdistill.train.real import RealTrainConfig
     folder = Path(tempfile.mkdtemp(prefix="dsdistill-committee-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    build_committee(make_tiny_real(), folder, parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 8),
-                    holdout=2, config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05))
+    build_committee(make_tiny_real(), folder, parse_members(TINY_COMMITTEE["members"], TINY_COMMITTEE["epochs"]),
+                    holdout=TINY_COMMITTEE["holdout"], config=tiny_committee_config())
     return str(folder)
 
 

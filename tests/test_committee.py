@@ -1,33 +1,38 @@
 """CV-DD's committee: member specs, build/resume, priors on a held-out split, loading checks, teachers, the CLI."""
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+import dsdistill.teachers as teachers
 from dsdistill.cli import main
 from dsdistill.teachers.committee import (MANIFEST, build_committee, holdout_split, load_committee, load_teacher,
                                  parse_members, read_manifest)
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
-from dsdistill.train.real import RealTrainConfig
+from dsdistill.evaluate.soft import load_protocol_teacher
 from dsdistill.synthesizers import create_synthesizer
 from dsdistill.teachers.ensemble import prior_weights
 
-from conftest import make_tiny_real
+from conftest import TINY_COMMITTEE, make_tiny_real, tiny_committee_config, tiny_committee_dir
 
-FAST = RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05)
-MEMBERS = "convnet-bn:width=8,convnet:norm=batch:width=8:depth=2"
+FAST = tiny_committee_config()
+MEMBERS, EPOCHS = TINY_COMMITTEE["members"], TINY_COMMITTEE["epochs"]   # as the session's tiny_committee_dir()
 TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=2, seeds=(0,), model_options=(("width", 8),))
 
 
 def build(real, out, members=MEMBERS, **kw):
-    return build_committee(real, out, parse_members(members, 3), holdout=2, config=FAST, **kw)
+    return build_committee(real, out, parse_members(members, EPOCHS), holdout=TINY_COMMITTEE["holdout"], config=FAST,
+                           **kw)
 
 
 @pytest.fixture
-def committee_dir(tiny_real, tmp_path):
-    return build(tiny_real, tmp_path / "committee")
+def committee_dir(tmp_path):
+    """A copy of the one committee the session builds (tests here damage and extend it)."""
+    return Path(shutil.copytree(tiny_committee_dir(), tmp_path / "committee"))
 
 
 def test_member_specs():
@@ -65,7 +70,7 @@ def test_holdout_is_disjoint_seeded_and_checked(tiny_real):
 def test_build_records_priors_hashes_and_loads(committee_dir, tiny_real):
     manifest = read_manifest(committee_dir)
     names = [m["name"] for m in manifest["members"]]
-    assert names == ["convnet-bn:width=8", "convnet:depth=2:norm=batch:width=8"]
+    assert names == ["convnet-bn:width=8", "convnet-bn:depth=2:width=8"]  # options in canonical order
     for m in manifest["members"]:
         assert m["prior"] == pytest.approx(100 * m["val_accuracy"]) and 0 <= m["test_accuracy"] <= 1
         assert m["train_images"] == 4 * 10 and len(m["sha256"]) == 64 and m["bytes"] > 0
@@ -87,7 +92,7 @@ def test_resume_keeps_finished_members_and_adds_new_ones(committee_dir, tiny_rea
     build(tiny_real, committee_dir, MEMBERS + ",convnet-bn:width=4")
     after = read_manifest(committee_dir)["members"]
     assert calls == ["convnet-bn:width=4"] and after[:2] == before and after[2]["name"] == "convnet-bn:width=4"
-    with pytest.raises(ConfigError, match="another seed"):
+    with pytest.raises(ConfigError, match="already holds a committee with seed 0, not 1"):
         build(tiny_real, committee_dir, seed=1)
     with pytest.raises(ConfigError, match="trained differently"):
         build_committee(tiny_real, committee_dir, parse_members(MEMBERS, 4), holdout=2, config=FAST)
@@ -116,7 +121,7 @@ def test_missing_or_mismatched_checkpoints_are_clear(committee_dir, tiny_real):
     with pytest.raises(CheckpointError, match="no committee folder"):
         load_committee(committee_dir / "nope", tiny_real)
     other = make_tiny_real(name="mnist")
-    with pytest.raises(CheckpointError, match="trained on 'fashion-mnist'"):
+    with pytest.raises(CheckpointError, match="does not fit this run: dataset fashion-mnist, not mnist"):
         load_committee(committee_dir, other)
     (committee_dir / MANIFEST).write_text("{")
     with pytest.raises(CheckpointError, match="damaged"):
@@ -183,3 +188,21 @@ def test_relabel_any_set_stored_or_online(committee_dir, tiny_real, tmp_path, ca
     assert report.label_source == "online" and report.teacher_bytes == teacher.checkpoint_bytes
     report = evaluate(stored, TINY_KD, data=tiny_real, device="cpu")
     assert report.label_source == "stored"
+
+
+def test_load_teacher_is_the_one_way_to_a_teacher(tiny_real):
+    """A Teacher passes as it is, any other model becomes a one-member ensemble of weight 1 in the asked BN mode,
+    a committee folder the prior-weighted ensemble; the evaluator's soft labels get theirs the same way."""
+    assert teachers.load_teacher is load_teacher
+    folder = tiny_committee_dir()
+    committee = load_teacher(folder, tiny_real)
+    assert load_teacher(committee, tiny_real) is committee
+    model = load_committee(folder, tiny_real).members[0].model
+    single = load_teacher(model, tiny_real, bn_mode="eval")
+    assert isinstance(single, teachers.Teacher) and single.weights.tolist() == [1.0] and single.bn_mode == "eval"
+    assert single.members[0] is model
+    x = tiny_real.test.images[:6]
+    for given in (folder, committee):
+        teacher = load_protocol_teacher(given, tiny_real, torch.device("cpu"), TINY_KD)
+        assert teacher.sha256 == committee.sha256 and torch.equal(teacher(x), committee(x))
+    assert load_protocol_teacher(model, tiny_real, torch.device("cpu"), TINY_KD).bn_mode == "train"

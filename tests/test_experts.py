@@ -11,7 +11,7 @@ from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.teachers.experts import (MANIFEST, RECIPES, ExpertConfig, build_experts, decay_epoch, gradient_penalty,
                                load_experts, new_model, recipe, train_expert)
 from dsdistill.models import create_model
-from dsdistill.teachers.pool import resolved_options
+from dsdistill.teachers.folder import resolved_options
 
 FAST = ExpertConfig(batch_size=16)
 WIDTH8 = {"width": 8}
@@ -75,7 +75,7 @@ def test_missing_truncated_and_absent_files(copy_of, tmp_path):
         load_experts(tmp_path / "nowhere", real, "convnet", WIDTH8)
     data = (copy_of / "expert-001.pt").read_bytes()
     (copy_of / "expert-001.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="expert-001.pt is truncated or damaged"):
+    with pytest.raises(CheckpointError, match="expert-001.pt is unreadable"):
         load_experts(copy_of, real, "convnet", WIDTH8)
     (copy_of / "expert-001.pt").unlink()
     with pytest.raises(CheckpointError, match="expert-001.pt is missing"):

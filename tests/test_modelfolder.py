@@ -1,13 +1,16 @@
 """The resumable model folder shared by the pool, the experts and the committee (dsdistill.teachers.folder), on a toy
 kind whose "models" are small tensors: identity checks, resuming, atomic writes, manifest errors."""
 import dataclasses
+import itertools
 
 import pytest
 import torch
 
 from dsdistill.errors import CheckpointError, ConfigError
-from dsdistill.teachers.folder import (FolderBuild, FolderKind, build_finished, finished_entries, folder_bytes,
-                                  read_manifest)
+from dsdistill.teachers import committee, experts, pool
+from dsdistill.teachers.folder import (KINDS, FolderBuild, FolderKind, build_finished, finished_entries, fits,
+                                       folder_bytes, identity_differences, load_unit, new_model, open_folder,
+                                       parse_model_options, read_manifest, resolved_options)
 
 
 def _differences(have, want):
@@ -160,3 +163,81 @@ def test_manifest_errors_are_one_line_and_name_the_build_command(tmp_path, make,
 def test_a_folder_without_finished_units_names_the_rerun(tmp_path):
     with pytest.raises(CheckpointError, match="lists no finished toy model; rerun `toy --out DIR`"):
         finished_entries(TOY, tmp_path, {"toys": []}, "toy --out DIR")
+
+
+# ---------------------------------------------------------------- the skeleton every kind shares
+def test_a_difference_names_each_differing_key_with_both_values():
+    have = {"dataset": "mnist", "zca": False, "seed": 0, "arch": "convnet", "model_options": {"width": 8, "depth": 3},
+            "train_config": {"lr": 0.01, "batch_size": 128}}
+    want = {"dataset": "mnist", "zca": True, "seed": 1, "arch": "convnet", "model_options": {"width": 16, "depth": 3},
+            "train_config": {"lr": 0.1, "batch_size": 128}}
+    assert identity_differences(have, want) == ["without ZCA, not with ZCA", "seed 0, not 1",
+                                                "model option width=8, not 16", "train_config lr=0.01, not 0.1"]
+    assert identity_differences(have, {**have, "arch": "mlp", "model_options": {}}) == ["arch convnet, not mlp"]
+    assert identity_differences(have, dict(have)) == []
+
+
+def test_every_kind_reads_the_manifest_difference_in_its_refusal(tmp_path):
+    """The default differences of a kind are identity_differences: a rerun with another identity names the key."""
+    plain = dataclasses.replace(TOY, differences=identity_differences)
+    FolderBuild(plain, tmp_path, {"seed": 0, "train_config": {"lr": 0.01}}, keep=_loads).finish(
+        {"file": "toy-0.pt", "index": 0})
+    with pytest.raises(ConfigError) as err:
+        FolderBuild(plain, tmp_path, {"seed": 0, "train_config": {"lr": 0.1}}, keep=_loads)
+    assert "already holds toys with train_config lr=0.01, not 0.1; use another --out" in str(err.value)
+    assert all(k.differences is identity_differences for k in KINDS.values())
+
+
+def test_open_folder_refuses_another_identity_naming_the_key_and_the_matching_build(tmp_path):
+    build(tmp_path, [0, 1])
+    with pytest.raises(CheckpointError) as err:
+        open_folder(TOY, tmp_path, {"seed": 3}, hint="toy --out DIR", other="toy --seed 3 --out DIR")
+    assert str(err.value) == (f"the toy folder at {tmp_path} does not fit this run: seed 0, not 3; build a matching "
+                              "one with `toy --seed 3 --out DIR`")
+    manifest, entries, rerun = open_folder(TOY, tmp_path, {"seed": 0}, hint="hint", other="other")
+    assert [e["index"] for e in entries] == [0, 1] and rerun == "toy --out DIR"  # the recorded command resumes
+
+
+@pytest.mark.parametrize("kind,other", itertools.permutations([pool.KIND, experts.KIND, committee.KIND], 2),
+                         ids=lambda k: k.noun)
+def test_a_folder_of_another_kind_is_one_clear_error(tmp_path, kind, other):
+    (tmp_path / other.manifest).write_text("{}")
+    with pytest.raises(CheckpointError) as err:
+        read_manifest(kind, tmp_path, hint="dsdistill x --out DIR")
+    assert str(err.value) == (f"{tmp_path} holds {other.article} ({other.manifest}), not {kind.article}; build one "
+                              "with `dsdistill x --out DIR`")
+
+
+def test_a_loader_given_another_kind_of_folder_names_both(tmp_path, tiny_real):
+    (tmp_path / pool.MANIFEST).write_text("{}")
+    for load in (lambda: experts.load_experts(tmp_path, tiny_real), lambda: committee.load_committee(tmp_path, tiny_real)):
+        with pytest.raises(CheckpointError, match=r"holds a pool \(pool.json\), not (an expert folder|a committee)"):
+            load()
+
+
+def test_a_unit_file_missing_or_unreadable_says_so_and_how_to_resume(tmp_path):
+    with pytest.raises(CheckpointError) as err:
+        load_unit(TOY, tmp_path / "toy-0.pt", "toy --out DIR")
+    assert str(err.value) == f"toy model file {tmp_path / 'toy-0.pt'} is missing; rerun `toy --out DIR` to retrain it " \
+                             "(building resumes)"
+    (tmp_path / "toy-0.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match=r"toy-0.pt is unreadable \(\w+\); delete it and rerun `toy --out DIR`"):
+        load_unit(TOY, tmp_path / "toy-0.pt", "toy --out DIR")
+    torch.save({"index": 0}, tmp_path / "toy-0.pt")
+    assert load_unit(TOY, tmp_path / "toy-0.pt", "") == {"index": 0}
+
+
+def test_a_new_model_fits_its_own_state_and_leaves_the_global_rng_alone(tiny_real):
+    rng = torch.get_rng_state()
+    model = new_model("convnet", tiny_real, resolved_options("convnet", {"width": 8}))
+    assert torch.equal(rng, torch.get_rng_state())
+    assert fits(model.state_dict(), model)
+    assert not fits(new_model("convnet", tiny_real, {"width": 16}).state_dict(), model)
+
+
+def test_model_options_are_resolved_and_typed_in_one_place():
+    assert resolved_options("convnet", {"width": 8, "depth": None})["depth"] == 3
+    assert parse_model_options("convnet", ["width=8", "norm=batch"]) == {"width": 8, "norm": "batch"}
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) bogus for model 'convnet'; valid: depth, width"):
+        resolved_options("convnet", {"bogus": 1})
+    assert pool.resolved_options is resolved_options  # the old import still works

@@ -10,7 +10,7 @@ import torch
 import dsdistill.teachers.pool as pool_module
 from dsdistill._seed import seeded_init
 from dsdistill.cli import main
-from dsdistill.data import ZCA, load_dataset
+from dsdistill.data import ZCA, Split, load_dataset
 from dsdistill.errors import CheckpointError, ConfigError, DsdistillError
 from dsdistill.models import create_model
 from dsdistill.teachers.pool import MANIFEST, Pool, build_pool, load_pool, read_manifest
@@ -60,10 +60,19 @@ def test_training_changes_weights_is_deterministic_and_never_draws_from_the_glob
     assert not same_state(trained(0), trained(1))
 
 
-def test_test_accuracy_restores_the_mode(tiny_real):
-    model = create_model("convnet", 1, 4, 28, **TINY)
-    acc = test_accuracy(model, tiny_real.test, batch=7)
-    assert 0.0 <= acc <= 1.0 and model.training
+def test_test_accuracy_counts_eval_mode_predictions_and_restores_the_mode(tiny_real):
+    """Labels set to the model's own eval-mode predictions score 1, shifted by one class 0, in uneven batches; a
+    BatchNorm model predicts otherwise in train mode, so forgetting eval() would not give 1."""
+    model = seeded_init(create_model("convnet-bn", 1, 4, 28, width=8), 0, "init")
+    images = tiny_real.test.images
+    model.eval()
+    with torch.no_grad():
+        predicted = model(images).argmax(-1)
+    model.train()
+    for labels, expected in ((predicted, 1.0), ((predicted + 1) % 4, 0.0), (torch.where(
+            torch.arange(len(images)) % 2 == 0, predicted, (predicted + 1) % 4), 0.5)):
+        split = Split.from_tensors(images, labels, 4)
+        assert test_accuracy(model, split, batch=7) == expected and model.training
 
 
 def test_cutmix_targets_are_mixed_by_the_pasted_area():
@@ -198,11 +207,11 @@ def test_damaged_pools_are_refused_with_the_build_command(built, tiny_real, dama
 
 
 @pytest.mark.parametrize("real_kw,arch,options,message", [
-    ({"name": "mnist"}, "convnet", TINY, "built for fashion-mnist, not mnist"),
-    ({}, "mlp", {}, "built for arch convnet, not arch mlp"),
-    ({}, "convnet", {"width": 16}, "width=8"),
-    ({}, "convnet", {"width": 8, "depth": 2}, "depth=3"),
-    ({"zca": True}, "convnet", TINY, "built without ZCA, not with ZCA"),
+    ({"name": "mnist"}, "convnet", TINY, "dataset fashion-mnist, not mnist"),
+    ({}, "mlp", {}, "arch convnet, not mlp; build"),     # the options of another arch are not listed
+    ({}, "convnet", {"width": 16}, "model option width=8, not 16"),
+    ({}, "convnet", {"width": 8, "depth": 2}, "model option depth=3, not 2"),
+    ({"zca": True}, "convnet", TINY, "without ZCA, not with ZCA"),
 ])
 def test_a_pool_for_something_else_is_refused(built, real_kw, arch, options, message):
     zca = real_kw.pop("zca", False)
@@ -256,7 +265,7 @@ def test_an_existing_pool_of_another_identity_exits_2(fake_fmnist_root, tmp_path
     capsys.readouterr()
     assert main([*base, "--seed", "3"]) == 2
     _, err = capsys.readouterr()
-    assert "built with seed 0, not seed 3" in err and "another --out" in err and err.count("\n") == 1
+    assert "already holds a pool with seed 0, not 3" in err and "another --out" in err and err.count("\n") == 1
 
 
 def test_errors_are_dsdistill_errors():

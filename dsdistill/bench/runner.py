@@ -31,7 +31,7 @@ from .._device import resolve_device
 from .._progress import progress
 from ..data import RealData, load_dataset
 from .._distributed import World, init_world, is_main_process
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DsdistillError
 from ..evaluate import Protocol, evaluate, get_protocol
 from ..evaluate.soft import load_protocol_teacher, load_stored_teacher, prior_temperature
 from ..teachers.committee import KIND as COMMITTEE, committee_command, read_manifest as read_committee
@@ -40,6 +40,7 @@ from ..teachers.relabel import relabel
 from ..synset import SyntheticSet
 from ..synthesizers import Interrupted, create_synthesizer
 from ..teachers.ensemble import Teacher, prior_weights
+from .prerequisites import build_prerequisite
 from .store import Store, Usage, eval_key, measure, open_store, provenance, set_labels, teacher_identity, teacher_key
 from .suite import Cell, Prerequisite, Suite, load_suite
 
@@ -253,11 +254,15 @@ class Runner:
         build leaves a manifest of its finished models, which says it is not complete)."""
         if build_finished(prerequisite.creates):
             return
-        from ..cli import main   # late: the CLI imports this package
         self.log(f"prerequisite {prerequisite.name}: {prerequisite.command}")
-        if main(prerequisite.argv()) != 0 or not build_finished(prerequisite.creates):
-            raise ConfigError(f"prerequisite {prerequisite.name!r} failed or did not create {prerequisite.creates}; "
-                              f"run it by hand: {prerequisite.command}")
+        try:
+            build_prerequisite(prerequisite.build, prerequisite.command, data_root=self.data_root, device=self.device)
+        except DsdistillError as err:
+            raise ConfigError(f"prerequisite {prerequisite.name!r} failed ({err}); run it by hand: "
+                              f"{prerequisite.command}") from None
+        if not build_finished(prerequisite.creates):
+            raise ConfigError(f"prerequisite {prerequisite.name!r} did not create {prerequisite.creates}; run it by "
+                              f"hand: {prerequisite.command}")
 
     def make(self, cell: Cell, summary: Summary) -> tuple[dict[str, Any], SyntheticSet | None]:
         """The cell's distillation record, making (or resuming) the set when the store lacks it."""

@@ -21,13 +21,13 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._config import make_config
+from .prerequisites import Build, parse_command
 from ..errors import ConfigError
 from ..evaluate import get_protocol
 from ..synthesizers import Budget, Method, resolve_method
@@ -55,12 +55,13 @@ PREREQUISITE_KEYS = {"name", "command", "creates"}
 class Prerequisite:
     """A dsdistill command that must have run before some cells (e.g. `dsdistill pool` for NCFM)."""
     name: str
-    command: str          # a dsdistill command line, run in-process when `creates` is missing
+    command: str          # a dsdistill command line, built in-process (as a library call) when `creates` is missing
     creates: str          # the path whose existence says it has run
+    build: Build | None = field(default=None, compare=False)  # the command parsed (dsdistill.bench.prerequisites)
 
-    def argv(self) -> list[str]:
-        parts = shlex.split(self.command)
-        return parts[1:]
+    def __post_init__(self) -> None:
+        if self.build is None:
+            object.__setattr__(self, "build", parse_command(self.command))
 
 
 @dataclass(frozen=True)
@@ -279,9 +280,10 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         missing = [k for k in sorted(PREREQUISITE_KEYS) if not isinstance(p.get(k), str) or not p.get(k)]
         if missing:
             raise ConfigError(f"{where}: give {', '.join(missing)} (name, the dsdistill command, the path it creates)")
-        if not p["command"].startswith("dsdistill "):
-            raise ConfigError(f"{where}: the command must be a dsdistill command, got {p['command']!r}")
-        prerequisites[p["name"]] = Prerequisite(p["name"], p["command"], p["creates"])
+        try:
+            prerequisites[p["name"]] = Prerequisite(p["name"], p["command"], p["creates"])
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
     references = _list(raw.get("references", list(REFERENCES)), str, "references", path)
     methods = raw.get("methods", [])
     configured = {m.get("method") for m in methods if isinstance(m, dict) and "label" not in m}

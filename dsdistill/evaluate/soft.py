@@ -12,16 +12,15 @@ set it is compared with, so that the comparison is like with like.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data import RealData
 from ..errors import ConfigError
 from ..synset import SyntheticSet
-from ..teachers.ensemble import Teacher
+from ..teachers import Teacher, load_teacher
 from .kd import OnlineLabels, StoredLabels
 from .protocols import Protocol
 
@@ -53,20 +52,13 @@ def prior_temperature(protocol: Protocol) -> float:
 def load_protocol_teacher(teacher: Any, data: RealData, device: torch.device, protocol: Protocol,
                           recorded: dict | None = None) -> Teacher:
     """A Teacher, a model or a committee path as `protocol` labels with it (its BN mode and prior temperature)."""
-    if isinstance(teacher, Teacher):
-        return teacher.to(device)
-    if isinstance(teacher, nn.Module):
-        return Teacher([teacher], [1.0], bn_mode=protocol.extra("teacher_bn", "train")).to(device)
-    from ..teachers.committee import load_teacher  # late: the committee module trains models, the evaluator rarely needs it
     return load_teacher(teacher, data, bn_mode=protocol.extra("teacher_bn", "train"),
-                        temperature=prior_temperature(protocol), device=device,
-                        expected=recorded)
+                        temperature=prior_temperature(protocol), device=device, expected=recorded)
 
 
 def load_stored_teacher(folder: Any, data: RealData, device: torch.device, protocol: Protocol) -> Teacher:
     """The committee as it stores one label per image for `protocol`: eval-mode BN (a label independent of the
     batch it is computed in), the protocol's prior temperature. `dsdistill relabel --mode stored` labels so."""
-    from ..teachers.committee import load_teacher
     return load_teacher(folder, data, bn_mode="eval", temperature=prior_temperature(protocol), device=device)
 
 

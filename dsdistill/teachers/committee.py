@@ -30,7 +30,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -38,11 +38,11 @@ from torch import Tensor, nn
 from .._seed import derive_seed, make_generator, seeded_init
 from ..data import RealData, Split
 from ..errors import CheckpointError, ConfigError
-from .folder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
-from ..models import create_model, has_batch_norm, model_options
-from .pool import parse_model_options
+from .folder import (FolderBuild, FolderKind, FolderRequest, OnUnit, fits, load_unit, new_model, open_folder,
+                     parse_model_options, read_manifest as _read_manifest, register_kind)
+from ..models import has_batch_norm, model_options
 from ..train.real import RealTrainConfig, test_accuracy, train_on_real
-from .ensemble import Teacher, prior_weights
+from .ensemble import RELABEL_TEMPERATURE, Teacher, prior_weights
 
 FORMAT = "dsdistill-committee"
 MEMBER_FORMAT = "dsdistill-committee-member"
@@ -110,8 +110,7 @@ def parse_members(text: str | Sequence[str], epochs: int) -> list[MemberSpec]:
 
 
 def _new_model(spec: MemberSpec, real: RealData) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):  # constructors draw from the global RNG; weights are seeded after
-        model = create_model(spec.arch, real.channels, real.num_classes, real.image_size, **dict(spec.options))
+    model = new_model(spec.arch, real, dict(spec.options))
     if not has_batch_norm(model):
         raise ConfigError(f"committee member {spec.name!r} has no BatchNorm: CV-DD's BN-statistics loss and its "
                           "train-mode (BSSL) soft labels need running statistics; use a BN model such as "
@@ -171,13 +170,13 @@ def committee_command(dataset: str, members: str, out: str = "DIR") -> str:
     return f"dsdistill committee --dataset {dataset} --members {members} --out {out}"
 
 
-def _differences(manifest: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    return [f"another {k}" for k, v in wanted.items() if manifest.get(k) != v]
+def _by_name(entry: Mapping[str, Any]) -> str:
+    return entry["name"]
 
 
-KIND = FolderKind(noun="committee", article="a committee", unit="member", holds="a committee with",
-                  manifest=MANIFEST, format=FORMAT, version=VERSION, entries="members", required=(),
-                  differences=_differences, key=lambda entry: entry["name"], ordered=False)
+KIND = register_kind(FolderKind(
+    noun="committee", article="a committee", unit="member", holds="a committee with", manifest=MANIFEST,
+    format=FORMAT, version=VERSION, entries="members", required=(), key=_by_name, ordered=False))
 
 
 def read_manifest(path: str | Path, hint: str = "dsdistill committee --out DIR") -> dict[str, Any]:
@@ -269,13 +268,7 @@ class Committee:
 def _load_member_file(path: Path, real: RealData, device: str | torch.device,
                       hint: str) -> tuple[dict, nn.Module, str]:
     """(the file's fields, the model in eval mode, the weights' sha256)."""
-    if not path.is_file():
-        raise CheckpointError(f"committee checkpoint {path} is missing; rerun `{hint}` to retrain it (building resumes)")
-    try:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"committee checkpoint {path} is unreadable ({type(err).__name__}); delete it and "
-                              f"rerun `{hint}`") from None
+    blob = load_unit(KIND, path, hint, device=device)
     if not isinstance(blob, dict) or blob.get("format") != MEMBER_FORMAT:
         raise CheckpointError(f"{path} is not a dsdistill committee member checkpoint")
     if blob.get("dataset") != real.name:
@@ -283,8 +276,7 @@ def _load_member_file(path: Path, real: RealData, device: str | torch.device,
                               f"build a committee for {real.name} with `{hint}`")
     spec = MemberSpec(blob["arch"], tuple(sorted(blob["model_options"].items())), 1)
     model = _new_model(spec, real)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if {k: tuple(v.shape) for k, v in blob["state_dict"].items()} != expected:
+    if not fits(blob["state_dict"], model):
         raise CheckpointError(f"committee checkpoint {path} does not fit a {spec.arch} for {real.name} "
                               f"({real.channels}x{real.image_size}px, {real.num_classes} classes)")
     digest = state_sha256(blob["state_dict"])
@@ -298,16 +290,11 @@ def _load_member_file(path: Path, real: RealData, device: str | torch.device,
 def load_committee(path: str | Path, real: RealData, device: str | torch.device = "cpu") -> Committee:
     """Every finished member of the committee at `path`, checked: dataset, file sha256, shapes."""
     folder = Path(path)
-    hint = committee_command(real.name, "LIST", str(folder))
-    manifest = read_manifest(folder, hint)
-    if manifest.get("dataset") != real.name or bool(manifest.get("zca")) != (real.zca is not None):
-        raise CheckpointError(f"the committee at {folder} was trained on {manifest.get('dataset')!r}"
-                              f"{' with ZCA' if manifest.get('zca') else ''}, not on {real.name!r}"
-                              f"{' with ZCA' if real.zca is not None else ''}; build a matching one with "
-                              f"`{committee_command(real.name, 'LIST')}`")
-    resume = manifest.get("command") or hint
+    wanted = {"dataset": real.name, "zca": real.zca is not None}  # any seed, holdout and training labels as well
+    manifest, entries, resume = open_folder(KIND, folder, wanted, hint=committee_command(real.name, "LIST", str(folder)),
+                                            other=committee_command(real.name, "LIST"))
     members = []
-    for entry in finished_entries(KIND, folder, manifest, resume):
+    for entry in entries:
         file = folder / entry["file"]
         _, model, digest = _load_member_file(file, real, device, resume)
         if digest != entry["sha256"]:
@@ -318,13 +305,19 @@ def load_committee(path: str | Path, real: RealData, device: str | torch.device 
     return Committee(folder, real.name, members)
 
 
-def load_teacher(path: str | Path, real: RealData, *, bn_mode: str = "train", temperature: float = 10.0,
-                 device: str | torch.device = "cpu", expected: Mapping[str, Any] | None = None) -> Teacher:
-    """A committee folder (weighted ensemble, softmax(prior / temperature)) or one member file (weight 1).
+def load_teacher(source: str | Path | nn.Module, real: RealData, *, bn_mode: str = "train",
+                 temperature: float = RELABEL_TEMPERATURE, device: str | torch.device = "cpu",
+                 expected: Mapping[str, Any] | None = None) -> Teacher:
+    """The one way to a Teacher: a Teacher as it is, any other model as a one-member ensemble (weight 1), a
+    committee folder (weighted ensemble, softmax(prior / temperature)) or one member file (weight 1).
 
     `expected` is what a set recorded (Committee.record): only those members are used, each must have the recorded
     sha256, and the recorded weights are used."""
-    target = Path(path)
+    if isinstance(source, Teacher):
+        return source.to(device)
+    if isinstance(source, nn.Module):
+        return Teacher([source], [1.0], bn_mode=bn_mode).to(device)
+    target = Path(source)
     if target.is_file():
         blob, model, digest = _load_member_file(target, real, device, committee_command(real.name, "LIST"))
         recorded = [m.get("sha256") for m in (expected or {}).get("members", [])]
@@ -349,3 +342,28 @@ def load_teacher(path: str | Path, real: RealData, *, bn_mode: str = "train", te
                                   f"with the right committee")
     weights = expected.get("weights") or prior_weights([m.prior for m in chosen.members], temperature)
     return chosen.teacher(weights, bn_mode)
+
+
+# ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)
+
+@dataclass(frozen=True, kw_only=True)
+class CommitteeRequest(FolderRequest):
+    """`dsdistill committee`: CV-DD's committee of BatchNorm models, each with a prior."""
+
+    kind: ClassVar[FolderKind] = KIND
+    members: str = DEFAULT_MEMBERS
+    epochs: int = DEFAULT_EPOCHS
+    holdout: int = DEFAULT_HOLDOUT
+
+    def __post_init__(self) -> None:
+        self.specs()
+
+    def specs(self) -> list[MemberSpec]:
+        return parse_members(self.members, self.epochs)
+
+    def build(self, real: RealData, command: str = "", on_unit: OnUnit | None = None) -> Path:
+        return build_committee(real, self.out, self.specs(), seed=self.seed, holdout=self.holdout,
+                               command=command, on_member=on_unit)
+
+    def describe(self) -> str:
+        return f"seed {self.seed}, {self.holdout} validation images per class"

@@ -29,20 +29,20 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._config import parse_overrides
 from .._progress import progress
 from .._seed import derive_seed, make_generator, seeded_init
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
-from .folder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
-from ..models import create_model
-from .pool import resolved_options
+from .folder import (FolderBuild, FolderKind, ModelRequest, OnUnit, load_unit, new_model, open_folder,
+                     read_manifest as _read_manifest, register_kind, resolved_options)
 from ..train.real import test_accuracy
 
 FORMAT = "dsdistill-experts"
@@ -156,11 +156,6 @@ def expert_file(index: int) -> str:
     return f"expert-{index:03d}.pt"
 
 
-def new_model(arch: str, real: RealData, options: Mapping[str, Any]) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):  # constructors draw from the global RNG; seeded_init sets the weights
-        return create_model(arch, real.channels, real.num_classes, real.image_size, **options)
-
-
 def param_count(arch: str, real: RealData, options: Mapping[str, Any]) -> int:
     return sum(p.numel() for p in new_model(arch, real, options).parameters())
 
@@ -184,30 +179,11 @@ def experts_command(real: RealData, arch: str, options: Mapping[str, Any], out: 
     return " ".join(parts + [f"--out {out}"])
 
 
-def differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-    """['dataset mnist, not fashion-mnist', 'model option width=32, not 128', ...] for each field that differs."""
-    out = []
-    for key, value in want.items():
-        theirs = have.get(key)
-        if theirs == value:
-            continue
-        if isinstance(value, dict) and isinstance(theirs, dict):
-            for k in sorted({*value, *theirs}):
-                if theirs.get(k) != value.get(k):
-                    label = {"model_options": "model option", "normalization": "normalization"}.get(key, key)
-                    out.append(f"{label} {k}={theirs.get(k, '(unset)')}, not {value.get(k, '(unset)')}")
-        elif key == "zca":
-            out.append(f"{'with' if theirs else 'without'} ZCA, not {'with' if value else 'without'}")
-        else:
-            out.append(f"{key} {theirs}, not {value}")
-    return out
-
-
-KIND = FolderKind(noun="expert", article="an expert folder", unit="expert", holds="experts with", manifest=MANIFEST,
-                  format=FORMAT, version=VERSION, entries="experts",
-                  required=("dataset", "zca", "normalization", "arch", "model_options", "epochs", "seed",
-                            "train_config", "param_count"),
-                  differences=differences)
+KIND = register_kind(FolderKind(
+    noun="expert", article="an expert folder", unit="expert", holds="experts with", manifest=MANIFEST, format=FORMAT,
+    version=VERSION, entries="experts",
+    required=("dataset", "zca", "normalization", "arch", "model_options", "epochs", "seed", "train_config",
+              "param_count")))
 
 
 def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
@@ -217,14 +193,11 @@ def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
 
 def _load_trajectory(path: Path, epochs: int, params: int, rerun: str) -> Tensor:
     """One expert's [epochs + 1, P] trajectory, memory-mapped (only the rows used are read from disk)."""
+    blob = load_unit(KIND, path, rerun, mmap=True)
+    trajectory = blob.get("trajectory") if isinstance(blob, dict) else None
     again = f"; delete it and rerun `{rerun}` to retrain it" if rerun else ""
-    if not path.is_file():
-        raise CheckpointError(f"expert file {path} is missing{again}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        trajectory = blob["trajectory"]
-    except Exception as err:
-        raise CheckpointError(f"expert file {path} is truncated or damaged ({type(err).__name__}){again}") from None
+    if not isinstance(trajectory, Tensor):
+        raise CheckpointError(f"expert file {path} holds no trajectory{again}")
     if tuple(trajectory.shape) != (epochs + 1, params) or trajectory.dtype != torch.float32:
         raise CheckpointError(f"expert file {path} holds a {trajectory.dtype} {tuple(trajectory.shape)} trajectory; "
                               f"the manifest says ({epochs + 1}, {params}) float32{again}")
@@ -268,23 +241,21 @@ def load_experts(path: str | Path, real: RealData, arch: str = "convnet",
     """Read and check the expert folder `path` against the data (dataset, ZCA, normalization) and the student
     network (arch, options): anything that differs is named in the error."""
     folder = Path(path)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, experts_command(real, arch, resolved_options(arch, model_options)))
     if manifest["arch"] != arch:
         raise CheckpointError(f"the experts in {folder} are {manifest['arch']} networks, not {arch}; train "
                               f"matching ones with `{experts_command(real, arch, resolved_options(arch, model_options))}`")
     options = resolved_options(arch, {**manifest["model_options"], **{k: v for k, v in (model_options or {}).items()
                                                                       if v is not None}})
-    diffs = differences(manifest, _identity(real, arch, options))
-    if diffs:
-        raise CheckpointError(f"the experts in {folder} do not fit this run: {'; '.join(diffs)}; train matching ones "
-                              f"with `{experts_command(real, arch, options)}`")
+    manifest, entries, rerun = open_folder(
+        KIND, folder, _identity(real, arch, options), hint=experts_command(real, arch, options),
+        other=experts_command(real, arch, options),
+        rerun=lambda m: experts_command(real, arch, options, str(folder), epochs=m["epochs"]))
     params = param_count(arch, real, options)
     if manifest["param_count"] != params:
         raise CheckpointError(f"the experts in {folder} have {manifest['param_count']} parameters; a {arch} with "
                               f"{options} for {real.name} has {params}")
-    rerun = manifest.get("command") or experts_command(real, arch, options, str(folder), epochs=manifest["epochs"])
-    trajectories = [_load_trajectory(folder / e["file"], manifest["epochs"], params, rerun)
-                    for e in finished_entries(KIND, folder, manifest, rerun)]
+    trajectories = [_load_trajectory(folder / e["file"], manifest["epochs"], params, rerun) for e in entries]
     return Experts(folder, manifest, trajectories)
 
 
@@ -316,3 +287,37 @@ def build_experts(real: RealData, out: str | Path, *, experts: int = DEFAULT_EXP
         build.save(entry["file"], {"trajectory": trajectory})
         build.finish(entry)
     return build.folder
+
+
+# ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)
+
+@dataclass(frozen=True, kw_only=True)
+class ExpertsRequest(ModelRequest):
+    """`dsdistill experts`: MTT's expert trajectories. A ConvNet is DEFAULT_WIDTH wide unless --set width says."""
+
+    kind: ClassVar[FolderKind] = KIND
+    experts: int = DEFAULT_EXPERTS
+    epochs: int = DEFAULT_EPOCHS
+    recipe: str = "mtt"
+    train: tuple[str, ...] = ()  # ExpertConfig overrides of the recipe, KEY=VALUE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.config()
+
+    def model_options(self) -> dict[str, Any]:
+        options = super().model_options()
+        if self.arch == "convnet":
+            options.setdefault("width", DEFAULT_WIDTH)  # ours: CPU-sized, see DEFAULT_WIDTH
+        return options
+
+    def config(self) -> ExpertConfig:
+        return recipe(self.recipe, **parse_overrides(ExpertConfig, self.train))
+
+    def build(self, real: RealData, command: str = "", on_unit: OnUnit | None = None) -> Path:
+        return build_experts(real, self.out, experts=self.experts, epochs=self.epochs, arch=self.arch,
+                             model_options=self.model_options(), seed=self.seed, config=self.config(),
+                             command=command, on_expert=on_unit)
+
+    def describe(self) -> str:
+        return f"{self.arch} {self.model_options()}, {self.epochs} epochs, recipe {self.recipe}, seed {self.seed}"

@@ -20,17 +20,17 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import Tensor
 
-from .._config import parse_overrides
 from .._seed import derive_seed, seeded_init
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
-from .folder import FolderBuild, FolderKind, finished_entries, read_manifest as _read_manifest
-from ..models import create_model, model_options as arch_options
+from .folder import (FolderBuild, FolderKind, ModelRequest, OnUnit, fits, load_unit, new_model, open_folder,
+                     read_manifest as _read_manifest, register_kind, resolved_options)
+from ..models import model_options as arch_options
 from ..train.real import RealTrainConfig, test_accuracy, train_on_real
 
 FORMAT = "dsdistill-pool"
@@ -45,24 +45,6 @@ StateDict = dict[str, Tensor]
 
 def model_file(index: int) -> str:
     return f"model-{index:03d}.pt"
-
-
-def resolved_options(arch: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """All of the model's options with the given ones applied, so {} and {"width": 128} name the same pool."""
-    defaults = arch_options(arch)
-    given = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for model {arch!r}; "
-                          f"valid: {', '.join(defaults) or '(none)'}")
-    return {**defaults, **given}
-
-
-def parse_model_options(arch: str, pairs: Iterable[str]) -> dict[str, Any]:
-    """--set key=value pairs -> model options, typed by each option's default (width=8 -> 8)."""
-    fields = [(name, type(default) if default is not None else str) for name, default in arch_options(arch).items()]
-    spec = dataclasses.make_dataclass(f"{arch} model options", fields)
-    return parse_overrides(spec, pairs)
 
 
 def pool_command(dataset: str, zca: bool, arch: str, options: Mapping[str, Any], *, models: int = DEFAULT_MODELS,
@@ -88,40 +70,10 @@ def _identity(real: RealData, arch: str, options: Mapping[str, Any], epochs: int
     return json.loads(json.dumps(ident))
 
 
-def _describe(key: str, value: Any, only: Iterable[str] = ()) -> str:
-    """One identity field in words; for option dicts only the keys in `only` (those that differ)."""
-    if key == "zca":
-        return "with ZCA" if value else "without ZCA"
-    if key == "arch":
-        return f"arch {value}"
-    if isinstance(value, dict):
-        label = "model options" if key == "model_options" else key.replace("_", " ")
-        return f"{label} " + ", ".join(f"{k}={value.get(k, '(unset)')}" for k in sorted(only))
-    if key == "epochs":
-        return f"{value} epochs"
-    if key == "seed":
-        return f"seed {value}"
-    return str(value)
-
-
-def _differences(manifest: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """['built for mnist, not fashion-mnist', ...] for each identity field that differs."""
-    out = []
-    for key, value in wanted.items():
-        have = manifest.get(key)
-        if have == value or (key == "model_options" and manifest.get("arch") != wanted.get("arch")):
-            continue  # the options of another architecture say nothing more
-        only = ({k for k in {*have, *value} if have.get(k) != value.get(k)}
-                if isinstance(have, dict) and isinstance(value, dict) else ())
-        word = {"dataset": "for ", "arch": "for ", "zca": ""}.get(key, "with ")
-        out.append(f"built {word}{_describe(key, have, only)}, not {_describe(key, value, only)}")
-    return out
-
-
-KIND = FolderKind(noun="pool", article="a pool", unit="model", holds="a pool", manifest=MANIFEST, format=FORMAT,
-                  version=VERSION, entries="models",
-                  required=("dataset", "zca", "arch", "model_options", "epochs", "seed", "train_config"),
-                  differences=_differences)
+KIND = register_kind(FolderKind(
+    noun="pool", article="a pool", unit="model", holds="a pool with", manifest=MANIFEST, format=FORMAT,
+    version=VERSION, entries="models",
+    required=("dataset", "zca", "arch", "model_options", "epochs", "seed", "train_config")))
 
 
 def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
@@ -130,18 +82,11 @@ def read_manifest(path: str | Path, hint: str = "") -> dict[str, Any]:
     return _read_manifest(KIND, path, hint)
 
 
-def _load_model_file(path: Path, device: str | torch.device, hint: str) -> tuple[StateDict, StateDict]:
-    if not path.is_file():
-        raise CheckpointError(f"the pool is incomplete: {path} is missing; rerun `{hint}` to retrain it "
-                              f"(building resumes)")
-    try:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"the pool is incomplete: {path} is unreadable ({type(err).__name__}); delete it "
-                              f"and rerun `{hint}` to retrain it") from None
+def _load_model_file(path: Path, device: str | torch.device, rerun: str) -> tuple[StateDict, StateDict]:
+    blob = load_unit(KIND, path, rerun, device=device)
     if not isinstance(blob, dict) or not isinstance(blob.get("init"), dict) or not isinstance(blob.get("trained"), dict):
         raise CheckpointError(f"{path} is not a pool model file (needs 'init' and 'trained'); delete it and rerun "
-                              f"`{hint}`")
+                              f"`{rerun}`")
     return blob["init"], blob["trained"]
 
 
@@ -191,25 +136,21 @@ def load_pool(path: str | Path, real: RealData, arch: str = "convnet",
               model_options: Mapping[str, Any] | None = None, device: str | torch.device = "cpu") -> Pool:
     """Read the pool at `path` and check that it was built for `real` (dataset, ZCA), `arch` and its options."""
     options = resolved_options(arch, model_options)
-    hint = pool_command(real.name, real.zca is not None, arch, options, out=str(path))
-    manifest = read_manifest(path, hint)
-    diffs = _differences(manifest, _identity(real, arch, options))
-    other = pool_command(real.name, real.zca is not None, arch, options)  # --out DIR: this folder is taken
-    if diffs:
-        raise CheckpointError(f"the pool at {path} was {'; '.join(diffs)}; build a matching one with `{other}`")
-    entries = finished_entries(KIND, path, manifest, hint)
+    zca = real.zca is not None
     folder = Path(path)
-    resume = manifest.get("command") or pool_command(real.name, real.zca is not None, arch, options,
-                                                     models=len(entries), epochs=manifest["epochs"], out=str(path))
-    expected = {k: tuple(v.shape) for k, v in _new_model(arch, real, options).state_dict().items()}
+    manifest, entries, resume = open_folder(
+        KIND, folder, _identity(real, arch, options), hint=pool_command(real.name, zca, arch, options, out=str(path)),
+        other=pool_command(real.name, zca, arch, options),  # --out DIR: this folder is taken
+        rerun=lambda m: pool_command(real.name, zca, arch, options, models=len(m["models"]), epochs=m["epochs"],
+                                     out=str(path)))
+    model = new_model(arch, real, options)
     inits, trained = [], []
     for entry in entries:
         init, final = _load_model_file(folder / entry["file"], device, resume)
-        for state in (init, final):
-            if {k: tuple(v.shape) for k, v in state.items()} != expected:
-                raise CheckpointError(f"{folder / entry['file']} does not fit a {arch} for {real.name} "
-                                      f"({real.channels}x{real.image_size}x{real.image_size}, {real.num_classes} "
-                                      f"classes); build a matching pool with `{other}`")
+        if not (fits(init, model) and fits(final, model)):
+            raise CheckpointError(f"{folder / entry['file']} does not fit a {arch} for {real.name} "
+                                  f"({real.channels}x{real.image_size}x{real.image_size}, {real.num_classes} "
+                                  f"classes); build a matching pool with `{pool_command(real.name, zca, arch, options)}`")
         inits.append(init)
         trained.append(final)
     return Pool(path=folder, dataset=manifest["dataset"], zca=manifest["zca"], arch=manifest["arch"],
@@ -218,13 +159,6 @@ def load_pool(path: str | Path, real: RealData, arch: str = "convnet",
                 dsdistill_version=manifest.get("dsdistill_version", ""), command=manifest.get("command", ""),
                 models=entries, inits=inits, trained=trained,
                 accuracies=[float(m["test_accuracy"]) for m in entries])
-
-
-def _new_model(arch: str, real: RealData, options: Mapping[str, Any]) -> torch.nn.Module:
-    """A model for `real`; module constructors draw from the global RNG, so they run on a fork of it (every
-    weight that matters is then set by seeded_init or a state dict)."""
-    with torch.random.fork_rng(devices=[]):
-        return create_model(arch, real.channels, real.num_classes, real.image_size, **options)
 
 
 def _cpu_state(model: torch.nn.Module) -> StateDict:
@@ -250,7 +184,7 @@ def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arc
     device = real.train.images.device
     for i in build.missing(range(models)):
         model_seed = derive_seed(seed, "pool", i)
-        model = seeded_init(_new_model(arch, real, options), model_seed, "init").to(device)
+        model = seeded_init(new_model(arch, real, options), model_seed, "init").to(device)
         init = _cpu_state(model)
         start = time.perf_counter()
         train_on_real(model, real.train, config, model_seed, epochs, digits=real.digits,
@@ -261,3 +195,21 @@ def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arc
         build.save(entry["file"], {"init": init, "trained": _cpu_state(model)})
         build.finish(entry)
     return build.folder
+
+
+# ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)
+
+@dataclass(frozen=True, kw_only=True)
+class PoolRequest(ModelRequest):
+    """`dsdistill pool`: NCFM's pool of (init, trained) models."""
+
+    kind: ClassVar[FolderKind] = KIND
+    models: int = DEFAULT_MODELS
+    epochs: int = DEFAULT_EPOCHS
+
+    def build(self, real: RealData, command: str = "", on_unit: OnUnit | None = None) -> Path:
+        return build_pool(real, self.out, models=self.models, epochs=self.epochs, arch=self.arch,
+                          model_options=self.model_options(), seed=self.seed, command=command, on_model=on_unit)
+
+    def describe(self) -> str:
+        return f"{self.arch}, {self.epochs} epochs, seed {self.seed}"
