@@ -193,7 +193,9 @@ def test_accumulation_splits_each_batch_and_averages_the_micro_losses():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(state(split).values(), state(whole).values()))
 
 
-def test_augmentation_is_drawn_per_batch_and_the_raw_images_stay_available():
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_augmentation_is_drawn_per_batch_and_the_raw_images_stay_available(accumulation):
+    """Each loaded batch its own draw, each micro-batch its own with accumulation."""
     images, labels = blobs()
     seen = []
 
@@ -206,8 +208,12 @@ def test_augmentation_is_drawn_per_batch_and_the_raw_images_stay_available():
         seen.append(shifts[0, 0].item())
         return ce(model, batch)
 
-    run(new_model(), Recipe(lr=0.1, batch_size=16), 2, augment=Augmentation(shift, "test-aug"), loss=loss)
-    want = [torch.rand(1, generator=make_generator(0, "test-aug", e, b)).item() for e in range(2) for b in range(3)]
+    run(new_model(), Recipe(lr=0.1, batch_size=16, accumulation=accumulation), 2,
+        augment=Augmentation(shift, "test-aug"), loss=loss)
+    keys = [(e, b) for e in range(2) for b in range(3)]
+    if accumulation > 1:
+        keys = [key + (k,) for key in keys for k in range(accumulation)]
+    want = [torch.rand(1, generator=make_generator(0, "test-aug", *key)).item() for key in keys]
     assert seen == pytest.approx(want, abs=1e-5)
 
 

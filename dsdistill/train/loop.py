@@ -36,13 +36,13 @@ def batch_order(n: int, batch_size: int, seed: int, purpose: str, epoch: int, li
 @dataclass(frozen=True)
 class Augmentation:
     """A random augmentation fn(x, generator) of every loaded batch, drawn from make_generator(seed, purpose,
-    epoch, batch) and applied outside the autograd graph (no gradient to the data is needed)."""
+    epoch, batch[, micro-batch]) and applied outside the autograd graph (no gradient to the data is needed)."""
     fn: Augment
     purpose: str
 
-    def __call__(self, x: Tensor, seed: int, epoch: int, batch: int) -> Tensor:
+    def __call__(self, x: Tensor, seed: int, epoch: int, batch: int, *keys: object) -> Tensor:
         with torch.no_grad():
-            return self.fn(x, make_generator(seed, self.purpose, epoch, batch))
+            return self.fn(x, make_generator(seed, self.purpose, epoch, batch, *keys))
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,9 @@ class _LossBar:
             self.bar.update(1)
         self.bar.set_postfix(epoch=mb.epoch + 1, loss=f"{self.total / self.seen:.3f}")
 
+    def close(self) -> None:
+        self.bar.close()
+
     def epoch_mean(self) -> float:
         mean = self.total / max(self.seen, 1)
         self.total, self.seen, self.last_batch = 0.0, 0, -1
@@ -135,7 +138,8 @@ def train_model(model: nn.Module, data: Data, recipe: Recipe, seed: int, epochs:
                 desc: str | None = None) -> Iterator[EpochEnd]:
     """Train `model` (put in train mode) on `data` with train_epochs; yields an EpochEnd after each epoch.
 
-    Each loaded batch is split into recipe.accumulation micro-batches, moved to the model's device and augmented;
+    Each loaded batch is split into recipe.accumulation micro-batches, moved to the model's device and augmented
+    (`augment` draws from (seed, its purpose, epoch, batch), and the micro-batch with accumulation);
     `loss(model, micro_batch)` gives its loss. With `desc`, a per-batch progress bar shows the running loss and
     every EpochEnd carries the epoch's mean loss."""
     device = next(model.parameters()).device
@@ -145,11 +149,12 @@ def train_model(model: nn.Module, data: Data, recipe: Recipe, seed: int, epochs:
                                             data.per_epoch)):
             idx = idx.to(data.images.device)
             chunks = [c for c in idx.chunk(recipe.accumulation) if len(c)]
-            yield [_micro(c, epoch, b, k) for k, c in enumerate(chunks)]
+            yield [micro_batch(c, epoch, b, k) for k, c in enumerate(chunks)]
 
-    def _micro(idx: Tensor, epoch: int, b: int, k: int) -> MicroBatch:
+    def micro_batch(idx: Tensor, epoch: int, b: int, k: int) -> MicroBatch:
         raw = data.images[idx].to(device)
-        x = raw if augment is None else augment(raw, seed, epoch, b)
+        # with accumulation each micro-batch draws its own augmentation (key k); without, the batch key alone
+        x = raw if augment is None else augment(raw, seed, epoch, b, *((k,) if recipe.accumulation > 1 else ()))
         y = None if data.labels is None else data.labels[idx].to(device)
         return MicroBatch(seed, epoch, b, k, idx, x, raw, y)
 
@@ -165,4 +170,4 @@ def train_model(model: nn.Module, data: Data, recipe: Recipe, seed: int, epochs:
             yield EpochEnd(epoch, opt, None if bar is None else bar.epoch_mean())
     finally:
         if bar is not None:
-            bar.bar.close()
+            bar.close()

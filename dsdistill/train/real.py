@@ -1,4 +1,4 @@
-"""Train one model on the real training set: NCFM's pool, MTT's experts and CV-DD's committee all need it.
+"""Train one model on the real training set with NCFM's recipe: NCFM's pool and CV-DD's committee need it.
 
 The recipe follows NCFM's official pretrain/pretrain_script.py (utils/train_val.py train_epoch): SGD, MultiStepLR,
 per-sample DSA and CutMix. Unlike the official script, every random draw (data order, augmentation, CutMix) comes
