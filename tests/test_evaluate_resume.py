@@ -8,6 +8,7 @@ import pytest
 from dsdistill.evaluate import evaluate, finished, get_protocol, trainer
 from dsdistill.evaluate.finished import FinishedModel, FinishedModels
 from dsdistill.synthesizers import create_synthesizer
+from dsdistill.train import loop
 
 TINY = dataclasses.replace(get_protocol("dc"), name="tiny", epochs=4, seeds=(0, 1, 2), batch_size=16,
                            model_options=(("width", 8),))
@@ -102,13 +103,13 @@ def stop_at_point(monkeypatch, seed: int, epoch: int):
 
 
 def epochs_trained(monkeypatch) -> list[tuple[int, int]]:
-    seen, original = [], trainer._batch_orders
+    seen, original = [], loop.batch_order
 
-    def batch_orders(n, spec, seed, epoch):
+    def batch_order(n, batch_size, seed, purpose, epoch, limit=0):
         seen.append((seed, epoch))
-        return original(n, spec, seed, epoch)
+        return original(n, batch_size, seed, purpose, epoch, limit)
 
-    monkeypatch.setattr(trainer, "_batch_orders", batch_orders)
+    monkeypatch.setattr(loop, "batch_order", batch_order)
     return seen
 
 

@@ -10,7 +10,8 @@ from dsdistill._seed import seeded_init
 from dsdistill.augment.crops import crop_boxes, jitter, random_resized_crop, resized_crop
 from dsdistill.errors import ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
-from dsdistill.evaluate.kd import StoredLabels, kd_step_loss, smoothed_cosine
+from dsdistill.evaluate.kd import StoredLabels, kd_step_loss
+from dsdistill.train.recipe import smoothed_cosine
 from dsdistill.models import create_model
 from dsdistill.train.real import RealTrainConfig, train_on_real
 from dsdistill.synthesizers import create_synthesizer
@@ -198,9 +199,9 @@ def test_a_kd_student_interrupted_mid_training_continues_from_its_epoch(tiny_rea
     with pytest.raises(KeyboardInterrupt):
         evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
     monkeypatch.setattr(FinishedModels, "save_point", original)
-    from dsdistill.evaluate import kd
-    epochs, schedule = [], kd.smoothed_cosine
-    monkeypatch.setattr(kd, "smoothed_cosine", lambda lr, epoch, *a: epochs.append(epoch) or schedule(lr, epoch, *a))
+    from dsdistill.train import recipe
+    epochs, schedule = [], recipe.smoothed_cosine
+    monkeypatch.setattr(recipe, "smoothed_cosine", lambda lr, epoch, *a: epochs.append(epoch) or schedule(lr, epoch, *a))
     resumed = evaluate(synset, TINY_KD, data=tiny_real, device="cpu", teacher=trained_teacher, resume=log)
-    assert epochs[::2] == [2, 3, 0, 1, 2, 3]  # (once per parameter group) seed 0 from its saved epoch, then seed 1
+    assert epochs == [2, 3, 0, 1, 2, 3]  # (once per epoch) seed 0 from its saved epoch, then seed 1
     assert resumed.results[0].accuracies == fresh  # AdamW's moments and step count came back with the weights

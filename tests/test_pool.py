@@ -14,7 +14,7 @@ from dsdistill.data import ZCA, Split, load_dataset
 from dsdistill.errors import CheckpointError, ConfigError, DsdistillError
 from dsdistill.models import create_model
 from dsdistill.teachers.pool import MANIFEST, Pool, build_pool, load_pool, read_manifest
-from dsdistill.train.real import RealTrainConfig, cutmix, milestone_epochs, test_accuracy, train_on_real
+from dsdistill.train.real import RealTrainConfig, milestone_epochs, test_accuracy, train_on_real
 
 from conftest import make_tiny_real
 
@@ -73,16 +73,6 @@ def test_test_accuracy_counts_eval_mode_predictions_and_restores_the_mode(tiny_r
             torch.arange(len(images)) % 2 == 0, predicted, (predicted + 1) % 4), 0.5)):
         split = Split.from_tensors(images, labels, 4)
         assert test_accuracy(model, split, batch=7) == expected and model.training
-
-
-def test_cutmix_targets_are_mixed_by_the_pasted_area():
-    x = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, 10, 10).contiguous()
-    for it in range(20):
-        mixed, perm, kept = cutmix(x, torch.Generator().manual_seed(it))
-        moved = perm != torch.arange(6)
-        unchanged = (mixed == x).float().mean(dim=(1, 2, 3))
-        assert torch.allclose(unchanged[moved], torch.full_like(unchanged[moved], kept))
-        assert 0.0 <= kept <= 1.0 and torch.equal(x, torch.arange(6.0).view(6, 1, 1, 1).expand(6, 1, 10, 10))
 
 
 # ---------------------------------------------------------------- build / load / interpolate

@@ -15,21 +15,21 @@ Soft targets come from a LabelSource:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._seed import make_generator
 from ..augment.crops import random_resized_crop
+from ..augment.mix import apply_cutmix, sample_cutmix
 from ..errors import ConfigError
-from ..train.real import cutmix
 from ..teachers.ensemble import Teacher
+from ..train.loop import Data, MicroBatch
+from ..train.recipe import Recipe, SmoothedCosine
 from .finished import ArchLog
-from .trainer import TrainResult, train_each
+from .trainer import TrainResult, train_each, trains_with
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,6 @@ class KDSpec:
     def __post_init__(self) -> None:
         if self.temperature <= 0 or self.eta <= 0 or self.accumulation < 1:
             raise ConfigError(f"kd needs temperature > 0, eta > 0 and accumulation >= 1; got {self}")
-
-
-def smoothed_cosine(lr0: float, epoch: int, epochs: int, eta: float) -> float:
-    """EDC/CV-DD: lr0 * (1 + cos(pi * epoch / (epochs * eta))) / 2; eta 2 ends at half of lr0, eta 1 near 0."""
-    return lr0 * 0.5 * (1.0 + math.cos(math.pi * epoch / (epochs * eta)))
 
 
 class StoredLabels:
@@ -84,12 +79,11 @@ class OnlineLabels:
 LabelSource = StoredLabels | OnlineLabels
 
 
-def _adamw(model: nn.Module, spec: KDSpec) -> torch.optim.Optimizer:
-    """CV-DD: weight decay on weight tensors with dim > 1 only (no decay on BN/norm parameters or biases)."""
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    rest = [p for p in model.parameters() if p.dim() <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=spec.lr)
+def kd_recipe(spec: KDSpec) -> Recipe:
+    """CV-DD: AdamW with weight decay on weight tensors (dim > 1) only, the smoothed cosine set per epoch, the
+    loaded batch split into `accumulation` micro-batches per step."""
+    return Recipe(lr=spec.lr, batch_size=spec.batch_size, optimizer="adamw", weight_decay=spec.weight_decay,
+                  decay_matrices_only=True, schedule=SmoothedCosine(spec.eta), accumulation=spec.accumulation)
 
 
 def kd_step_loss(student: nn.Module, x: Tensor, target: Tensor, temperature: float) -> Tensor:
@@ -101,29 +95,16 @@ def kd_step_loss(student: nn.Module, x: Tensor, target: Tensor, temperature: flo
 def train_kd(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: LabelSource,
              spec: KDSpec, test_x: Tensor, test_y: Tensor, desc: str = "kd", log: ArchLog | None = None) -> TrainResult:
     """Train one student per seed on `images` against `labels`; final-epoch test accuracy of each."""
-    n = len(images)
+    def loss(model: nn.Module, batch: MicroBatch) -> Tensor:
+        """Per micro-batch: each image its own crop and flip, then one CutMix, every draw from one generator
+        make_generator(seed, "kd-aug", epoch, batch, micro); the teacher (or the stored labels) gives the target."""
+        gen = batch.generator("kd-aug", batch.micro)
+        x = random_resized_crop(batch.x, gen, scale=spec.rrc_scale, flip=spec.flip)
+        perm, kept = torch.arange(len(x), device=x.device), 1.0
+        if spec.cutmix:
+            params = sample_cutmix(x.shape, gen)
+            x, perm, kept = apply_cutmix(x, params), params.perm.to(x.device), params.kept
+        return kd_step_loss(model, x, labels.targets(x, batch.index, perm, kept, spec.temperature), spec.temperature)
 
-    def train_one(model: nn.Module, seed: int, first: int, state: dict | None) -> Iterator[torch.optim.Optimizer]:
-        opt = _adamw(model, spec)
-        if state is not None:
-            opt.load_state_dict(state)
-        for epoch in range(first, spec.epochs):
-            for group in opt.param_groups:
-                group["lr"] = smoothed_cosine(spec.lr, epoch, spec.epochs, spec.eta)
-            order = torch.randperm(n, generator=make_generator(seed, "kd-order", epoch)).to(images.device)
-            for b, idx in enumerate(order.split(spec.batch_size)):
-                opt.zero_grad(set_to_none=True)
-                micro = [m for m in idx.chunk(spec.accumulation) if len(m)]
-                for k, midx in enumerate(micro):
-                    gen = make_generator(seed, "kd-aug", epoch, b, k)
-                    x = random_resized_crop(images[midx], gen, scale=spec.rrc_scale, flip=spec.flip)
-                    perm, kept = torch.arange(len(midx), device=x.device), 1.0
-                    if spec.cutmix:
-                        x, perm, kept = cutmix(x, gen)
-                    target = labels.targets(x, midx, perm, kept, spec.temperature)
-                    loss = kd_step_loss(model, x, target, spec.temperature) / len(micro)
-                    loss.backward()
-                opt.step()
-            yield opt
-
+    train_one = trains_with(Data(images, None, "kd-order"), kd_recipe(spec), spec.epochs, loss)
     return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)

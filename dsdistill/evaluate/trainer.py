@@ -21,10 +21,12 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .._progress import progress
-from .._seed import make_generator, seeded_init
+from .._seed import seeded_init
+from ..train.loop import Augment, Augmentation, Data, MicroBatch, batch_order, train_epochs, train_model
+from ..train.recipe import MultiStep, Recipe
 from .finished import ArchLog, FinishedModel, ModelPoint
 
-Augment = Callable[[Tensor, torch.Generator], Tensor]
+ORDER, AUG = "eval-order", "eval-aug"  # the purposes of the data-order and augmentation generators
 
 
 @dataclass(frozen=True)
@@ -51,25 +53,14 @@ class TrainResult:
                    sum(m.test_seconds for m in models))
 
 
-def _batch_orders(n: int, spec: TrainSpec, seed: int, epoch: int) -> list[Tensor]:
-    gen = make_generator(seed, "eval-order", epoch)
-    return list(torch.randperm(n, generator=gen).split(spec.batch_size))
+def eval_recipe(spec: TrainSpec) -> Recipe:
+    """DC's SGD; at the decay it re-creates the optimiser, which also drops the momentum (reset)."""
+    return Recipe(lr=spec.lr, batch_size=spec.batch_size, momentum=spec.momentum, weight_decay=spec.weight_decay,
+                  schedule=MultiStep((spec.decay_epoch,), spec.decay_factor, reset=True))
 
 
-def _lr_at(spec: TrainSpec, epoch: int) -> float:
-    return spec.lr * (spec.decay_factor if epoch >= spec.decay_epoch else 1.0)
-
-
-def _new_optimizer(params, spec: TrainSpec, epoch: int) -> torch.optim.Optimizer:
-    # DC re-creates the optimiser at the decay, which also drops the momentum buffers.
-    return torch.optim.SGD(params, lr=_lr_at(spec, epoch), momentum=spec.momentum,
-                           weight_decay=spec.weight_decay)
-
-
-def _augmented(x: Tensor, augment: Augment | None, seed: int, epoch: int, batch: int) -> Tensor:
-    if augment is None:
-        return x
-    return augment(x, make_generator(seed, "eval-aug", epoch, batch))
+def _cross_entropy(model: nn.Module, batch: MicroBatch) -> Tensor:
+    return F.cross_entropy(model(batch.x), batch.y)
 
 
 def make_models(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device) -> list[nn.Module]:
@@ -95,6 +86,18 @@ def score_models(models: Sequence[nn.Module], start: float, test_x: Tensor, test
 
 # train_one(model, seed, first_epoch, optimizer_state) trains epochs first_epoch.. and yields its optimiser after each
 TrainOne = Callable[[nn.Module, int, int, "dict | None"], Iterator[torch.optim.Optimizer]]
+
+
+def trains_with(data: Data, recipe: Recipe, epochs: int, loss: Callable[[nn.Module, MicroBatch], Tensor],
+                augment: Augmentation | None = None) -> TrainOne:
+    """A TrainOne that trains each model with dsdistill.train's loop, resuming from the epoch and state given."""
+
+    def train_one(model: nn.Module, seed: int, first: int, state: dict | None) -> Iterator[torch.optim.Optimizer]:
+        for end in train_model(model, data, recipe, seed, epochs, loss, augment=augment, first_epoch=first,
+                               optimizer_state=state):
+            yield end.optimizer
+
+    return train_one
 
 
 def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device, train_one: TrainOne,
@@ -144,22 +147,8 @@ def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: T
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
                desc: str = "train", log: ArchLog | None = None) -> TrainResult:
     """Reference path: plain modules, one after another."""
-
-    def train_one(model: nn.Module, seed: int, first: int, state: dict | None) -> Iterator[torch.optim.Optimizer]:
-        opt = _new_optimizer(model.parameters(), spec, first)
-        if state is not None:
-            opt.load_state_dict(state)  # at the decay epoch it is re-created below, as in an uninterrupted run
-        for epoch in range(first, spec.epochs):
-            if epoch == spec.decay_epoch and epoch > 0:
-                opt = _new_optimizer(model.parameters(), spec, epoch)
-            for b, idx in enumerate(_batch_orders(len(images), spec, seed, epoch)):
-                x = _augmented(images[idx], augment, seed, epoch, b)
-                loss = F.cross_entropy(model(x), labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            yield opt
-
+    aug = None if augment is None else Augmentation(augment, AUG)
+    train_one = trains_with(Data(images, labels, ORDER), eval_recipe(spec), spec.epochs, _cross_entropy, aug)
     return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)
 
 
@@ -201,22 +190,23 @@ def _train_stacked(factory: Callable[[], nn.Module], seeds: Sequence[int], image
 
     batched = vmap(forward)
     shared_input = vmap(forward, in_dims=(0, 0, None))
-    n_models = len(seeds)
-    opt = _new_optimizer(params.values(), spec, 0)
-    bar = progress(total=spec.epochs, desc=desc, unit="epoch")
-    for epoch in range(spec.epochs):
-        if epoch == spec.decay_epoch and epoch > 0:
-            opt = _new_optimizer(params.values(), spec, epoch)
-        orders = [_batch_orders(len(images), spec, seed, epoch) for seed in seeds]
+    n_models, recipe = len(seeds), eval_recipe(spec)
+    aug = None if augment is None else Augmentation(augment, AUG)
+
+    def batches(epoch: int) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        """Batch b of every model at once: each its own order and augmentation draws, as on the loop path."""
+        orders = [batch_order(len(images), spec.batch_size, seed, ORDER, epoch) for seed in seeds]
         for b in range(len(orders[0])):
-            x = torch.stack([_augmented(images[o[b]], augment, seed, epoch, b) for o, seed in zip(orders, seeds)])
-            y = torch.stack([labels[o[b]] for o in orders])
-            logits = batched(params, buffers, x)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-            loss = loss.view(n_models, -1).mean(1).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            xs = [images[o[b]] if aug is None else aug(images[o[b]], seed, epoch, b) for o, seed in zip(orders, seeds)]
+            yield [(torch.stack(xs), torch.stack([labels[o[b]] for o in orders]))]
+
+    def loss(batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        per_sample = F.cross_entropy(batched(params, buffers, x).flatten(0, 1), y.flatten(), reduction="none")
+        return per_sample.view(n_models, -1).mean(1).sum()
+
+    bar = progress(total=spec.epochs, desc=desc, unit="epoch")
+    for _ in train_epochs(params.values(), recipe, spec.epochs, batches, loss):
         bar.update(1)
     bar.close()
     trained = time.perf_counter()

@@ -22,6 +22,8 @@ from ..data import RealData, Split
 from ..errors import ConfigError
 from ..models import create_model
 from ..synset import SyntheticSet
+from ..train.loop import Data, train_model
+from ..train.recipe import Recipe
 from .method import Method, NoConfig, check_ipc, new_set
 from .registry import register
 
@@ -70,20 +72,11 @@ class FeatureConfig:
 
 def _train_feature_net(net: nn.Module, split: Split, epochs: int, batch_size: int, seed: int) -> None:
     """A short plain SGD training (DC's evaluation optimiser) so the embedding means something."""
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    net.train()
-    steps = epochs * ((len(split.labels) + batch_size - 1) // batch_size)
-    bar = progress(total=steps, desc="feature net", unit="step")
-    for epoch in range(epochs):
-        order = torch.randperm(len(split.labels), generator=make_generator(seed, "feature-order", epoch))
-        for idx in order.split(batch_size):
-            idx = idx.to(split.images.device)
-            loss = F.cross_entropy(net(split.images[idx]), split.labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-    bar.close()
+    data = Data(split.images, split.labels, "feature-order")
+    recipe = Recipe(lr=0.01, batch_size=batch_size, momentum=0.9, weight_decay=5e-4)  # constant lr
+    for _ in train_model(net, data, recipe, seed, epochs,
+                         lambda model, batch: F.cross_entropy(model(batch.x), batch.y), desc="feature net"):
+        pass
     net.eval()
 
 

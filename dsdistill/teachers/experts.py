@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._config import parse_overrides
-from .._progress import progress
-from .._seed import derive_seed, make_generator, seeded_init
+from .._seed import derive_seed, seeded_init
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
+from ..train.loop import Augmentation, Data, MicroBatch, train_model
 from .folder import (FolderBuild, FolderKind, ModelRequest, OnUnit, load_unit, new_model, open_folder,
                      read_manifest as _read_manifest, register_kind, resolved_options)
 from ..train.real import test_accuracy
+from ..train.recipe import MultiStep, Recipe
 
 FORMAT = "dsdistill-experts"
 VERSION = 1
@@ -116,38 +116,36 @@ def flat_parameters(model: nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to("cpu", torch.float32, copy=True)
 
 
+def expert_recipe(config: ExpertConfig, epochs: int) -> Recipe:
+    """SGD whose lr is multiplied by decay_factor once epoch index decay_epoch(epochs) is done (momentum kept)."""
+    return Recipe(lr=config.lr, batch_size=config.batch_size, momentum=config.momentum,
+                  weight_decay=config.weight_decay, schedule=MultiStep((decay_epoch(epochs) + 1,), config.decay_factor))
+
+
+def _expert_loss(config: ExpertConfig) -> Callable[[nn.Module, MicroBatch], Tensor]:
+    """Cross-entropy on the augmented batch, scaled per epoch by loss_scales, plus AST's gradient penalty on the
+    un-augmented batch."""
+
+    def loss(model: nn.Module, batch: MicroBatch) -> Tensor:
+        scale = config.loss_scales[batch.epoch] if batch.epoch < len(config.loss_scales) else 1.0
+        value = scale * F.cross_entropy(model(batch.x), batch.y)
+        if config.gp_weight > 0:
+            value = value + config.gp_weight * gradient_penalty(model, batch.raw)
+        return value
+
+    return loss
+
+
 def train_expert(model: nn.Module, real: RealData, config: ExpertConfig, seed: int, epochs: int,
                  desc: str = "expert") -> Tensor:
     """Train `model` in place; returns its trajectory [epochs + 1, P] (row 0 = the parameters before training)."""
-    device = next(model.parameters()).device
-    split = real.train
-    augment = DSA(DSAConfig(strategy=dsa_strategy_for(real.digits))).per_sample if config.dsa else None
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
-    n = len(split) if config.images_per_epoch == 0 else min(config.images_per_epoch, len(split))
+    augment = Augmentation(DSA(DSAConfig(strategy=dsa_strategy_for(real.digits))).per_sample, "expert-aug") \
+        if config.dsa else None
+    data = Data(real.train.images, real.train.labels, "expert-order", per_epoch=config.images_per_epoch)
     rows = [flat_parameters(model)]
-    bar = progress(total=epochs * math.ceil(n / config.batch_size), desc=desc, unit="batch")
-    model.train()
-    for epoch in range(epochs):
-        scale = config.loss_scales[epoch] if epoch < len(config.loss_scales) else 1.0
-        order = torch.randperm(len(split), generator=make_generator(seed, "expert-order", epoch))[:n]
-        for b, idx in enumerate(order.split(config.batch_size)):
-            idx = idx.to(split.images.device)
-            x, y = split.images[idx].to(device), split.labels[idx].to(device)
-            xa = x if augment is None else augment(x, make_generator(seed, "expert-aug", epoch, b))
-            loss = scale * F.cross_entropy(model(xa), y)
-            if config.gp_weight > 0:
-                loss = loss + config.gp_weight * gradient_penalty(model, x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
+    for _ in train_model(model, data, expert_recipe(config, epochs), seed, epochs, _expert_loss(config),
+                         augment=augment, desc=desc):
         rows.append(flat_parameters(model))
-        if epoch == decay_epoch(epochs) and config.decay_factor != 1.0:
-            for group in opt.param_groups:
-                group["lr"] *= config.decay_factor
-    bar.close()
     return torch.stack(rows)
 
 

@@ -1,4 +1,4 @@
-"""Train one model on the real training set: NCFM's pool, MTT's experts and CV-DD's committee all need it.
+"""Train one model on the real training set with NCFM's recipe: NCFM's pool and CV-DD's committee need it.
 
 The recipe follows NCFM's official pretrain/pretrain_script.py (utils/train_val.py train_epoch): SGD, MultiStepLR,
 per-sample DSA and CutMix. Unlike the official script, every random draw (data order, augmentation, CutMix) comes
@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._progress import progress
-from .._seed import make_generator
 from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..augment.mix import apply_cutmix, sample_cutmix
 from ..data import Split
 from ..errors import ConfigError
+from .loop import Augmentation, Data, MicroBatch, train_model
+from .recipe import MultiStep, Recipe
 
 EpochCallback = Callable[[int, nn.Module], None]
 
@@ -64,23 +65,27 @@ def make_augment(config: RealTrainConfig, digits: bool) -> Callable[[Tensor, tor
     return DSA(DSAConfig(strategy=strategy)).per_sample
 
 
-def cutmix(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, float]:
-    """CutMix (Yun et al. 2019) as in NCFM/IDC's rand_bbox: paste a box of area ~(1 - lambda) from a shuffled
-    copy of the batch; returns (mixed x, the partner permutation, the kept-area ratio that weights the targets)."""
-    batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    lam = float(torch.rand(1, generator=generator))  # Beta(1, 1) is U(0, 1)
-    perm = torch.randperm(batch, generator=generator)
-    cut = math.sqrt(1.0 - lam)
-    cut_h, cut_w = int(height * cut), int(width * cut)
-    cy = int(torch.randint(height, (1,), generator=generator))
-    cx = int(torch.randint(width, (1,), generator=generator))
-    y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
-    x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
-    perm = perm.to(x.device)
-    mixed = x.clone()
-    mixed[:, :, y1:y2, x1:x2] = x[perm, :, y1:y2, x1:x2]
-    kept = 1.0 - (y2 - y1) * (x2 - x1) / (height * width)  # targets mixed by the area actually pasted
-    return mixed, perm, kept
+def real_recipe(config: RealTrainConfig, epochs: int) -> Recipe:
+    """NCFM's SGD with MultiStepLR (lr x gamma at each milestone epoch, momentum kept)."""
+    return Recipe(lr=config.lr, batch_size=config.batch_size, momentum=config.momentum,
+                  weight_decay=config.weight_decay,
+                  schedule=MultiStep(tuple(milestone_epochs(config, epochs)), config.gamma))
+
+
+def _mixed_loss(cutmix_prob: float) -> Callable[[nn.Module, MicroBatch], Tensor]:
+    """Cross-entropy, or with probability cutmix_prob CutMix and its targets mixed by the pasted area (NCFM
+    mix_p), every draw from make_generator(seed, "pretrain-cutmix", epoch, batch)."""
+
+    def loss(model: nn.Module, batch: MicroBatch) -> Tensor:
+        x, y, mix = batch.x, batch.y, batch.generator("pretrain-cutmix")
+        if float(torch.rand(1, generator=mix)) >= cutmix_prob:
+            return F.cross_entropy(model(x), y)
+        params = sample_cutmix(x.shape, mix)
+        out = model(apply_cutmix(x, params))
+        kept = params.kept
+        return F.cross_entropy(out, y) * kept + F.cross_entropy(out, y[params.perm.to(y.device)]) * (1.0 - kept)
+
+    return loss
 
 
 def train_on_real(model: nn.Module, split: Split, config: RealTrainConfig, seed: int, epochs: int, *,
@@ -88,48 +93,18 @@ def train_on_real(model: nn.Module, split: Split, config: RealTrainConfig, seed:
     """Train `model` in place on `split` for `epochs` epochs; returns the mean training loss of each epoch.
 
     `digits` picks DSA's strategy under dsa_strategy="auto" (no flips for digits). `on_epoch(epoch, model)` runs
-    after each epoch (MTT experts store per-epoch parameters there). The model stays on its device; the split's
-    tensors are moved to it batch by batch.
+    after each epoch. The model stays on its device; the split's tensors are moved to it batch by batch.
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
-    device = next(model.parameters()).device
     augment = make_augment(config, digits)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestone_epochs(config, epochs), gamma=config.gamma)
-    n = len(split)
-    batches = math.ceil(n / config.batch_size)
     losses: list[float] = []
-    bar = progress(total=epochs * batches, desc=desc, unit="batch")
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=make_generator(seed, "pretrain-order", epoch))
-        total = 0.0
-        for b, idx in enumerate(order.split(config.batch_size)):
-            idx = idx.to(split.images.device)
-            x, y = split.images[idx].to(device), split.labels[idx].to(device)
-            if augment is not None:
-                with torch.no_grad():  # NCFM augments outside the graph; no gradient to the data is needed
-                    x = augment(x, make_generator(seed, "pretrain-aug", epoch, b))
-            mix = make_generator(seed, "pretrain-cutmix", epoch, b)
-            if float(torch.rand(1, generator=mix)) < config.cutmix_prob:
-                x, perm, kept = cutmix(x, mix)
-                out = model(x)
-                loss = F.cross_entropy(out, y) * kept + F.cross_entropy(out, y[perm]) * (1.0 - kept)
-            else:
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{total / min((b + 1) * config.batch_size, n):.3f}")
-        sched.step()
-        losses.append(total / n)
+    for end in train_model(model, Data(split.images, split.labels, "pretrain-order"), real_recipe(config, epochs),
+                           seed, epochs, _mixed_loss(config.cutmix_prob),
+                           augment=None if augment is None else Augmentation(augment, "pretrain-aug"), desc=desc):
+        losses.append(end.loss)
         if on_epoch is not None:
-            on_epoch(epoch, model)
-    bar.close()
+            on_epoch(end.epoch, model)
     return losses
 
 
