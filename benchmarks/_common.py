@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from dsdistill._malloc import keep_freed_memory  # noqa: E402
-from dsdistill.evaluate.report import hardware, utc_now  # noqa: E402
+from dsdistill._provenance import hardware, peak_memory, status_mib, utc_now  # noqa: E402,F401
 
 keep_freed_memory()
 
 
 def header(title: str, device: str = "cpu") -> list[str]:
-    return [f"# {title}", "", f"Command: `python {' '.join(sys.argv)}`", f"Hardware: {hardware()}",
+    return [f"# {title}", "", f"Command: `python {' '.join(sys.argv)}`", f"Hardware: {hardware(features=True)}",
             f"Device: {device}", f"Date: {utc_now()}", ""]
 
 
@@ -41,18 +41,9 @@ def run_worker(script: str, args: Sequence[str], label: str, env: Mapping[str, s
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def status_mib(key: str) -> float:
-    """A figure of /proc/self/status in MiB: VmHWM (peak resident set) or VmRSS (resident set now)."""
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024
-
-
 def peak_mib(device: str) -> float:
     """This process's peak memory: CUDA memory allocated since the last reset, or the peak resident set."""
-    if device.startswith("cuda"):
-        import torch
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2 ** 20
-    return status_mib("VmHWM")
+    return peak_memory(device)[0]
 
 
 def method_from_spec(spec: str, overrides: list[str] = ()):

@@ -21,7 +21,7 @@ from _common import ROOT, method_from_spec  # noqa: E402  (import path, allocato
 
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
-from dsdistill.evaluate.report import utc_now  # noqa: E402
+from dsdistill._provenance import utc_now  # noqa: E402
 from dsdistill.synset import SyntheticSet  # noqa: E402
 from dsdistill.synthesizers import Budget  # noqa: E402
 

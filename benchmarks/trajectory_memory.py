@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header, peak_mib, run_worker, status_mib, write_results  # noqa: E402
+from dsdistill._provenance import reset_peak_memory  # noqa: E402
 
 MODES = ("unroll", "exact-constant-memory")
 
@@ -41,14 +42,10 @@ def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, devic
     images = method.init_images(real, ipc, 0).detach().requires_grad_(True)
     state = State(images=images, optimizer=method.make_optimizer(images), ipc=ipc)
     method.init_extra(real, state, 0)
-    if device.startswith("cuda"):  # the baseline: data, experts, images; everything after is the iterations'
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated() / 2 ** 20
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current resident size
-            f.write("5")
-        base = status_mib("VmRSS")
+    # the baseline: data, experts, images; everything after is the iterations' (on the CPU the reset sets VmHWM
+    # to the current resident size)
+    reset_peak_memory(device)
+    base = torch.cuda.memory_allocated() / 2 ** 20 if device.startswith("cuda") else status_mib("VmRSS")
     method.step(state, real, 0, 0)  # warm-up (allocator, kernels); its memory counts, its time does not
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -208,3 +208,43 @@ def test_always_flip_applies_flip_then_exactly_one_other_group():
     assert others == set(VALID_OPS) - {"flip"}
     with pytest.raises(ConfigError, match="always_flip"):
         DSA(DSAConfig(strategy=dsa_strategy_for(digits=True), always_flip=True))
+
+
+# --- crops and jitter (augment/crops.py): sample from the generator, then apply ----------------------------------
+
+def test_crop_and_jitter_draws_come_only_from_the_generator():
+    from dsdistill.augment.crops import jitter, jitter_shifts, random_resized_crop, resized_crop, sample_crops
+    x = _images(6)
+    torch.manual_seed(123)
+    global_state = torch.get_rng_state()
+    gen = torch.Generator().manual_seed(4)
+    boxes, flips = sample_crops(6, SIZE, SIZE, gen)
+    shifts = jitter_shifts(6, 2, gen)
+    assert torch.equal(torch.get_rng_state(), global_state)
+    replay = torch.Generator().manual_seed(4)
+    out = random_resized_crop(x, replay)
+    assert torch.equal(out, resized_crop(x, boxes, flips))          # sampling then applying is the whole op
+    assert torch.equal(jitter(x, replay, 2), torch.stack([torch.roll(img, (dy, dx), (-2, -1))
+                                                          for img, (dy, dx) in zip(x, shifts.tolist())]))
+    assert torch.equal(replay.get_state(), gen.get_state())
+
+
+def test_no_flip_crops_make_the_same_draws_without_flipping():
+    from dsdistill.augment.crops import sample_crops
+    a, b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    boxes, flips = sample_crops(32, SIZE, SIZE, a, flip=True)
+    same_boxes, no_flips = sample_crops(32, SIZE, SIZE, b, flip=False)
+    assert torch.equal(boxes, same_boxes) and flips.any() and not no_flips.any()
+    assert torch.equal(a.get_state(), b.get_state())   # what follows in the stream is the same either way
+
+
+def test_jitter_roll_gradient_is_a_copy_to_the_bit():
+    """roll's backward copies gradients (keeping -0.0), which a batched gather's scatter-add would not."""
+    from dsdistill.augment.crops import roll
+    x = _images(3).requires_grad_(True)
+    shifts = torch.tensor([[0, 1], [2, 3], [7, 0]])
+    weight = -torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    weight[:, :, :2] = -0.0
+    (roll(x, shifts) * weight).sum().backward()
+    expected = torch.stack([torch.roll(w, (-dy, -dx), (-2, -1)) for w, (dy, dx) in zip(weight, shifts.tolist())])
+    assert x.grad.numpy().tobytes() == expected.numpy().tobytes()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY_EXPERTS, make_tiny_real, tiny_committee_dir  # noqa: E402
 
+from dsdistill._provenance import cpu_model  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
 from dsdistill.synthesizers import Budget, create_synthesizer  # noqa: E402
 
@@ -29,15 +29,7 @@ PORTABLE = {"select-random"}  # integer draws only: the same bytes on every CPU
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
 def _experts() -> str:

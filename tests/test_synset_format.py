@@ -12,7 +12,9 @@ import torch
 
 from dsdistill.errors import ConfigError, SetFileError
 from dsdistill.synset import FORMAT, FORMAT_VERSION, SyntheticSet, save_grid
-from dsdistill.synset import format as synset_format
+from dsdistill.synset import h5 as synset_h5
+from dsdistill.synset.decode import is_known_decoder
+from dsdistill.synset import set as synset_set
 
 K, IPC, C, H, W = 3, 2, 1, 4, 4
 
@@ -69,7 +71,7 @@ def test_round_trip_minimal(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "set.h5") as f:
         assert f.attrs["format"] == FORMAT and f.attrs["format_version"] == FORMAT_VERSION
         assert f.attrs["seed"] == -1 and f.attrs["ipc"] == IPC
-        assert set(synset_format.REQUIRED_ATTRS) <= set(f.attrs)
+        assert set(synset_set.REQUIRED_ATTRS) <= set(f.attrs)
 
 
 def test_round_trip_with_soft_labels_lr_and_zca(tmp_path: Path) -> None:
@@ -130,7 +132,7 @@ def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         raise RuntimeError("disk on fire")
 
     target = tmp_path / "set.h5"
-    monkeypatch.setattr(synset_format, "_write_attrs", explode)
+    monkeypatch.setattr(synset_h5, "_write_attrs", explode)
     with pytest.raises(RuntimeError, match="disk on fire"):
         make_set().save(target)
     assert list(tmp_path.iterdir()) == []
@@ -140,7 +142,7 @@ def test_failed_overwrite_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mon
     target = tmp_path / "set.h5"
     make_set().save(target)
     before = target.read_bytes()
-    monkeypatch.setattr(synset_format, "_write_datasets", lambda *a: 1 / 0)
+    monkeypatch.setattr(synset_h5, "_write_datasets", lambda *a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         make_full_set().save(target)
     assert target.read_bytes() == before and list(tmp_path.iterdir()) == [target]
@@ -174,8 +176,18 @@ def test_validate_rejects(overrides: dict, message: str) -> None:
         make_set(**overrides).validate(source="my-set")
 
 
-def test_validate_accepts_known_decoder() -> None:
-    make_set(decoder="multiformation-2").validate()
+@pytest.mark.parametrize("decoder", ["none", "multiformation-2", "multiformation-3"])
+def test_validate_accepts_known_decoder(tmp_path: Path, decoder: str) -> None:
+    assert is_known_decoder(decoder)
+    synset = make_set(decoder=decoder)
+    assert synset.validate(source="my-set") is None  # raises SetFileError on a problem
+    synset.save(tmp_path / "set.h5")
+    assert SyntheticSet.load(tmp_path / "set.h5").decoder == decoder
+
+
+@pytest.mark.parametrize("decoder", ["multiformation-1", "multiformation-x", "Multiformation-2", "none "])
+def test_is_known_decoder_rejects(decoder: str) -> None:
+    assert not is_known_decoder(decoder)
 
 
 # ---------------------------------------------------------------------- load checks

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ import torch
 
 from .._version import __version__
 from .._io import write_json
+from .._provenance import hardware, peak_memory, reset_peak_memory, utc_now
 from ..errors import ConfigError
-from ..evaluate.report import hardware, utc_now
 
 DEFAULT_STORE = "benchmarks/results/store"
 SCHEMA = 1
@@ -145,46 +144,14 @@ class Usage:
     _start: float = field(default=0.0, repr=False)
 
 
-def _reset_peak_rss() -> bool:
-    """Linux lets a process reset its own peak resident size (VmHWM) by writing 5 to clear_refs."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # lifetime peak (kB on Linux)
-
-
 @contextmanager
 def measure(device: torch.device) -> Iterator[Usage]:
     """Time a block and record its peak memory: on CUDA the peak allocated by torch, on the CPU the
     process's peak resident size (which includes the loaded dataset). None when it cannot be isolated."""
     usage = Usage()
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        isolated = True
-    else:
-        isolated = _reset_peak_rss()
+    isolated = reset_peak_memory(device)  # always on CUDA; on the CPU where Linux lets VmHWM be reset
     start = time.perf_counter()
     yield usage
-    if cuda:
-        torch.cuda.synchronize(device)
-        usage.peak_memory_mib = torch.cuda.max_memory_allocated(device) / 2 ** 20
-        usage.memory_kind = "cuda allocated"
-    elif isolated:
-        usage.peak_memory_mib = _peak_rss_mib()
-        usage.memory_kind = "process peak RSS"
+    if isolated:
+        usage.peak_memory_mib, usage.memory_kind = peak_memory(device)
     usage.wall_seconds = time.perf_counter() - start

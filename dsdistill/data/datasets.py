@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import checksums
 from .images import ImageFolderLayout, ImageFolderReader, TinyImageNetReader
 from .readers import CifarReader, IdxReader, SvhnReader
 from .spec import DATASET_FAMILIES, DATASETS, IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, TorchvisionDownload
@@ -22,13 +23,13 @@ DATASETS.register("fashion-mnist")(DatasetSpec(
     class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",   # torchvision's FashionMNIST.classes
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     layouts=("FashionMNIST/raw",), download=TorchvisionDownload("FashionMNIST", TRAIN_AND_TEST),
-    hint=", or install the Debian package dataset-fashion-mnist"))
+    hint=", or install the Debian package dataset-fashion-mnist", checksums=checksums.FASHION_MNIST))
 
 DATASETS.register("mnist")(DatasetSpec(
     name="mnist", channels=1, image_size=28, num_classes=10,
     mean=(0.1307,), std=(0.3081,),  # DC utils.get_dataset (the classic PyTorch MNIST example values)
     digits=True, reader=IdxReader(), class_names=DIGIT_NAMES,
-    layouts=("MNIST/raw",), download=TorchvisionDownload("MNIST", TRAIN_AND_TEST)))
+    layouts=("MNIST/raw",), download=TorchvisionDownload("MNIST", TRAIN_AND_TEST), checksums=checksums.MNIST))
 
 DATASETS.register("cifar10")(DatasetSpec(
     name="cifar10", channels=3, image_size=32, num_classes=10,
@@ -36,7 +37,8 @@ DATASETS.register("cifar10")(DatasetSpec(
     digits=False,
     reader=CifarReader(train_files=tuple(f"data_batch_{i}" for i in range(1, 6)), test_files=("test_batch",),
                        meta_file="batches.meta", label_key="labels", names_key="label_names"),
-    layouts=("cifar-10-batches-py",), download=TorchvisionDownload("CIFAR10", TRAIN_AND_TEST)))
+    layouts=("cifar-10-batches-py",), download=TorchvisionDownload("CIFAR10", TRAIN_AND_TEST),
+    checksums=checksums.CIFAR10))
 
 DATASETS.register("cifar100")(DatasetSpec(
     name="cifar100", channels=3, image_size=32, num_classes=100,
@@ -44,13 +46,14 @@ DATASETS.register("cifar100")(DatasetSpec(
     digits=False,
     reader=CifarReader(train_files=("train",), test_files=("test",), meta_file="meta",
                        label_key="fine_labels", names_key="fine_label_names"),
-    layouts=("cifar-100-python",), download=TorchvisionDownload("CIFAR100", TRAIN_AND_TEST)))
+    layouts=("cifar-100-python",), download=TorchvisionDownload("CIFAR100", TRAIN_AND_TEST),
+    checksums=checksums.CIFAR100))
 
 DATASETS.register("svhn")(DatasetSpec(
     name="svhn", channels=3, image_size=32, num_classes=10,
     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),  # DC utils.get_dataset
     digits=True, reader=SvhnReader(), class_names=DIGIT_NAMES,
-    download=TorchvisionDownload("SVHN", ({"split": "train"}, {"split": "test"}))))
+    download=TorchvisionDownload("SVHN", ({"split": "train"}, {"split": "test"})), checksums=checksums.SVHN))
 
 DATASETS.register("tiny-imagenet")(DatasetSpec(
     name="tiny-imagenet", channels=3, image_size=64, num_classes=200,

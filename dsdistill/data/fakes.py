@@ -1,6 +1,8 @@
 """Tiny fake copies of each dataset in its native format, for tests (ours and other packages') and
 demos: they run the real readers with no network and no real data, as torchvision's test suite
 does with `inject_fake_data`. Pixels are random; only formats, shapes and labels are faithful.
+Every fake folder whose dataset has published checksums carries checksums.FAKE_MARKER, so that the
+load-time check (which the fakes would fail) knows them for what they are.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from PIL import Image
 
 from .._io import atomic_path
 from .._registry import Registry
+from .checksums import mark_fake
 from .spec import DATASETS
 
 # numpy dtype -> IDX type byte (the inverse of readers._IDX_DTYPES)
@@ -67,6 +70,7 @@ def _idx_writer(name: str, subdir: str, suffix: str) -> FakeWriter:
             images = _pixels(len(labels), (spec.image_size, spec.image_size), rng)
             write_idx(folder / subdir / f"{prefix}-images-idx3-ubyte{suffix}", images)
             write_idx(folder / subdir / f"{prefix}-labels-idx1-ubyte{suffix}", labels.astype(np.uint8))
+        mark_fake(folder / subdir)
         return folder
     return write
 
@@ -91,6 +95,7 @@ def _cifar_writer(num_classes: int, subdir: str, train_files: tuple[str, ...], t
         test = _labels(num_classes, size.test_per_class, rng)
         _write_pickle(out / test_file, {b"data": _pixels(len(test), (3072,), rng), label_key: test.tolist()})
         _write_pickle(out / meta_file, {names_key: [f"class{c}".encode() for c in range(num_classes)]})
+        mark_fake(out)
         return folder
     return write
 
@@ -111,6 +116,7 @@ def _svhn(folder: Path, size: FakeSize, rng: np.random.Generator) -> Path:
         images = _pixels(len(labels), (32, 32, 3), rng).transpose(1, 2, 3, 0)     # [H, W, C, N]
         with atomic_path(folder / name) as tmp, tmp.open("wb") as f:
             scipy.io.savemat(f, {"X": images, "y": digits})
+    mark_fake(folder)
     return folder
 
 

@@ -9,6 +9,7 @@ import torch
 from .._device import resolve_device
 from .._registry import Registry
 from ..errors import DataNotFoundError
+from .checksums import verify_files
 from .locate import find_files, locate
 from .readers import NativeSplits
 from .spec import DATASET_FAMILIES, DATASETS, DatasetSpec, resolve_dataset
@@ -62,18 +63,21 @@ def _normalise_(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float
 
 def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike | None = None, *, zca: bool = False,
                  device: str | torch.device = "cpu", download: bool = True,
-                 classes: Sequence[int] | None = None, stats: str = "standard") -> RealData:
+                 classes: Sequence[int] | None = None, stats: str = "standard", verify: bool = True) -> RealData:
     """Load a dataset into memory on `device`.
 
     Images are normalised with the dataset's mean/std, or, with `zca=True`, scaled to [0, 1] and
     ZCA-whitened with a transform fit on the train split (MTT/DataDAM: ToTensor only, no mean/std
     step, before the whitening). `classes` keeps only those classes (labels unchanged). `stats`:
-    "standard" (published statistics) or "computed" (from the train split as loaded).
+    "standard" (published statistics) or "computed" (from the train split as loaded). `verify`: check the
+    native files against the spec's digests first (checksums.py; False loads a faithful copy packaged differently).
     """
     spec = resolve_dataset(name)
     choose_stats = STATISTICS.get(stats)
     keep = check_classes(classes, spec.num_classes) if classes is not None else None
     where = locate(spec, root, download=download)
+    if verify:
+        verify_files(where.folder, spec.checksums)
     native = spec.reader.read(where.folder, keep)
     class_names = check_native(native, spec, where.folder)
     if keep is not None:

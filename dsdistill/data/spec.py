@@ -11,6 +11,7 @@ from typing import Callable
 
 from .._registry import Registry
 from ..errors import UnknownNameError
+from .checksums import RawFile
 from .readers import NativeReader
 
 # torchvision's ImageNet statistics; MTT and DM use them for Tiny-ImageNet (reference/trajectory.md)
@@ -47,6 +48,7 @@ class DatasetSpec:
     download: TorchvisionDownload | None = None
     folder: Path | None = None                 # a fixed location (imagefolder:PATH): no search
     hint: str = ""                             # extra advice when the files are missing
+    checksums: tuple[RawFile, ...] = ()        # digests of the native files, checked on load (checksums.py)
 
     @property
     def files_wanted(self) -> str:

@@ -2,37 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import os
-import platform
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from .._version import __version__
 from .._io import write_json
+from .._provenance import hardware, utc_now
+from .._version import __version__
 from .protocols import Protocol, get_protocol
-
-
-def hardware() -> str:
-    """One line naming the machine the numbers came from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    line = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    if torch.cuda.is_available():
-        line += f", {torch.cuda.get_device_name()}"
-    return line
-
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 class AccuracySummary:

@@ -1,5 +1,5 @@
 """Synthetic sets: the checked HDF5 file every synthesizer writes and the evaluator reads."""
-from .format import FORMAT, FORMAT_VERSION, IMAGE_SPACES, SyntheticSet
+from .set import FORMAT, FORMAT_VERSION, IMAGE_SPACES, SyntheticSet
 from .grid import save_grid
 from .importers import import_set
 

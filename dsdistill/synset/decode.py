@@ -11,23 +11,30 @@ H x W, so one stored image trains as F*F images with its label repeated.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .format import _MULTIFORMATION
+
+_MULTIFORMATION = re.compile(r"multiformation-(\d+)")
+
+
+def is_known_decoder(name: str) -> bool:
+    """``none`` or ``multiformation-F`` (F >= 2: each stored image decodes to F*F training images)."""
+    if name == "none":
+        return True
+    match = _MULTIFORMATION.fullmatch(name)
+    return match is not None and int(match.group(1)) >= 2
 
 
 def decoder_factor(decoder: str) -> int:
     """Training images per stored image (1 for ``none``)."""
-    if decoder == "none":
-        return 1
-    match = _MULTIFORMATION.fullmatch(decoder)
-    if match is None or int(match.group(1)) < 2:
+    if not is_known_decoder(decoder):
         raise ConfigError(f"unknown decoder {decoder!r}; known: none, multiformation-F (F >= 2)")
-    return int(match.group(1)) ** 2
+    return 1 if decoder == "none" else int(_MULTIFORMATION.fullmatch(decoder).group(1)) ** 2
 
 
 def tile_size(size: int, factor: int) -> int:

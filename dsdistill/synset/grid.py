@@ -8,7 +8,7 @@ import torch
 
 from .._io import atomic_path
 from ..errors import ConfigError
-from .format import SyntheticSet
+from .set import SyntheticSet
 
 PADDING = 2
 """Pixels between cells (and around the grid), as torchvision's make_grid draws them."""

@@ -28,7 +28,8 @@ import torch
 
 from .._io import file_sha256
 from ..errors import SetFileError
-from .format import SyntheticSet, _one_line
+from .h5 import one_line
+from .set import SyntheticSet
 
 try:
     from numpy._core.multiarray import scalar as _NUMPY_SCALAR  # numpy >= 2
@@ -115,13 +116,13 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
                            f"({_unpickling_reason(err)})") from err
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError) as err:
         raise SetFileError(f"{path}: not a readable torch file "
-                           f"({type(err).__name__}: {_one_line(err)})") from err
+                           f"({type(err).__name__}: {one_line(err)})") from err
 
 
 def _unpickling_reason(err: BaseException) -> str:
     """The useful line of torch's long weights-only error, e.g. 'Unsupported operand 72'."""
     found = re.search(r"Unsupported operand \S+|WeightsUnpickler error: *\S[^\n]*", str(err))
-    return found.group(0) if found else _one_line(err)
+    return found.group(0) if found else one_line(err)
 
 
 def _unpack(loaded: Any, source: Path, experiment: int,

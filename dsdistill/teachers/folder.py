@@ -24,8 +24,8 @@ from .._version import __version__
 from .._io import save_torch, write_json
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
+from .._provenance import FILE_STAMP, utc_now
 from ..models import create_model, model_options as arch_options
-from ..synset.format import created_utc
 
 Entry = dict[str, Any]
 OnUnit = Callable[[Entry], None]
@@ -261,7 +261,7 @@ class FolderBuild:
             raise ConfigError(f"--out {self.folder} is a file; give a folder for {kind.manifest} and the "
                               f"{kind.unit} files")
         identity = json.loads(json.dumps(identity))  # compared as it reads back (tuples become lists)
-        self.header = {"format": kind.format, "version": kind.version, **identity, "created_utc": created_utc(),
+        self.header = {"format": kind.format, "version": kind.version, **identity, "created_utc": utc_now(FILE_STAMP),
                        "dsdistill_version": __version__, "command": command, **(extra or {})}
         self.finished: dict[Hashable, Entry] = {}
         self.planned: set[Hashable] = set()

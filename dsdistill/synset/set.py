@@ -1,6 +1,7 @@
-"""The synthetic-set file: the one contract between synthesizers and the evaluator.
+"""The synthetic set: the dataclass, the schema of its file and its validation (HDF5 I/O: h5.py).
 
-HDF5, schema version 1 (DESIGN.md, "Synthetic-set file, schema version 1"):
+The set file is the one contract between synthesizers and the evaluator. HDF5, schema version 1
+(DESIGN.md, "Synthetic-set file, schema version 1"):
 
 - datasets: ``images`` float32 [N, C, H, W] in the stored space; ``labels`` int64 [N]; optional
   ``soft_labels`` float32 [N, K]; optional ``lr`` float32 scalar; optional group ``zca`` holding the
@@ -20,30 +21,28 @@ itself is written without HDF5 timestamps, so two saves of the same set differ o
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import hashlib
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import h5py
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._provenance import FILE_STAMP, utc_now
 from .._version import __version__
-from ..errors import ConfigError, SetFileError
+from ..errors import SetFileError
+from .decode import is_known_decoder
+from .h5 import Reader, as_str, is_int, is_real, open_file, short, string_array, write_file
 
 FORMAT = "dsdistill-synset"
 FORMAT_VERSION = 1
 IMAGE_SPACES = ("normalized", "zca")
 """``normalized``: (pixel - mean) / std per channel; ``zca``: whitened, see the ``zca`` state."""
 
-_MULTIFORMATION = re.compile(r"multiformation-(\d+)")
 _NO_SEED = -1
 _PAYLOAD_DOMAIN = b"dsdistill-synset-payload-v1\n"
 
@@ -53,14 +52,6 @@ REQUIRED_ATTRS = (
     "torch_version", "distill_seconds", "distill_iterations", "payload_sha256", "label_bytes",
 )
 """Attributes every version-1 file carries; ``seed`` and ``extra`` may be absent."""
-
-
-def is_known_decoder(name: str) -> bool:
-    """``none`` or ``multiformation-F`` (F >= 2: each stored image decodes to F*F training images)."""
-    if name == "none":
-        return True
-    match = _MULTIFORMATION.fullmatch(name)
-    return match is not None and int(match.group(1)) >= 2
 
 
 @dataclass(eq=False, repr=False)
@@ -159,7 +150,7 @@ class SyntheticSet:
             yield f"labels must be an int64 tensor, got {_describe_value(labels)}"
         if labels.dim() != 1 or labels.shape[0] != n:
             yield f"labels must have shape [N] = [{n}], got {tuple(labels.shape)}"
-        if not _is_int(self.num_classes) or self.num_classes < 1:
+        if not is_int(self.num_classes) or self.num_classes < 1:
             yield f"num_classes must be a positive integer, got {self.num_classes!r}"
         k = int(self.num_classes)
         if soft is not None:
@@ -169,7 +160,7 @@ class SyntheticSet:
                 yield f"soft_labels must have shape [N, K] = [{n}, {k}], got {tuple(soft.shape)}"
         if self.zca is not None:
             if not isinstance(self.zca, dict) or not self.zca:
-                yield f"zca must be a non-empty dict of tensors, got {_short(self.zca)}"
+                yield f"zca must be a non-empty dict of tensors, got {short(self.zca)}"
             for key, value in self.zca.items():
                 if not isinstance(key, str) or not key or "/" in key:
                     yield f"zca keys must be plain names, got {key!r}"
@@ -184,11 +175,11 @@ class SyntheticSet:
             yield f"dataset must be a non-empty name, got {self.dataset!r}"
         if not isinstance(self.class_names, (list, tuple)) or len(self.class_names) != k \
                 or not all(isinstance(c, str) for c in self.class_names):
-            yield f"class_names must be {k} strings (one per class), got {_short(self.class_names)}"
+            yield f"class_names must be {k} strings (one per class), got {short(self.class_names)}"
         for name, stats in (("mean", self.mean), ("std", self.std)):
             if not _is_real_sequence(stats) or len(stats) != channels:
                 yield f"{name} must hold {channels} finite numbers (one per channel), " \
-                      f"got {_short(stats)}"
+                      f"got {short(stats)}"
         if any(s <= 0 for s in self.std):
             yield f"std must be positive, got {tuple(self.std)}"
         if self.image_space not in IMAGE_SPACES:
@@ -197,15 +188,15 @@ class SyntheticSet:
             yield f"unknown decoder {self.decoder!r}; known: none, multiformation-F (F >= 2)"
         if not isinstance(self.method, str) or not self.method:
             yield f"method must be a non-empty name, got {self.method!r}"
-        if self.lr is not None and not (_is_real(self.lr) and math.isfinite(self.lr)
+        if self.lr is not None and not (is_real(self.lr) and math.isfinite(self.lr)
                                         and self.lr > 0):
             yield f"lr must be a finite positive number, got {self.lr!r}"
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
             yield f"seed must be a non-negative integer or None, got {self.seed!r}"
-        if not (_is_real(self.distill_seconds) and math.isfinite(self.distill_seconds)
+        if not (is_real(self.distill_seconds) and math.isfinite(self.distill_seconds)
                 and self.distill_seconds >= 0):
             yield f"distill_seconds must be a finite number >= 0, got {self.distill_seconds!r}"
-        if not _is_int(self.distill_iterations) or self.distill_iterations < 0:
+        if not is_int(self.distill_iterations) or self.distill_iterations < 0:
             yield f"distill_iterations must be an integer >= 0, got {self.distill_iterations!r}"
         for name in ("method_config", "extra"):
             try:
@@ -231,26 +222,15 @@ class SyntheticSet:
         """Write the set as an HDF5 file (schema version 1); the target appears only when complete."""
         target = Path(path)
         self.validate(source=str(target))
-        attrs = self._file_attrs()
-        try:
-            with atomic_path(target) as tmp:
-                with h5py.File(tmp, "w") as f:
-                    _write_datasets(f, self)
-                    _write_attrs(f, attrs)
-        except OSError as err:
-            raise SetFileError(f"{target}: cannot write the set file ({_one_line(err)})") from err
+        payload = [(name, tensor) for name, tensor in self._payload_items() if tensor is not None]
+        write_file(target, payload, self._file_attrs())
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "SyntheticSet":
         """Read and fully check a set file: format, version, shapes, dtypes, values, sha256."""
         source = Path(path)
-        _check_readable(source)
-        try:
-            with h5py.File(source, "r") as f:
-                synset, attrs = _read_file(f, str(source))
-        except OSError as err:
-            raise SetFileError(f"{source}: the HDF5 file is truncated or damaged "
-                               f"({_one_line(err)})") from err
+        with open_file(source) as reader:
+            synset, attrs = _read_file(reader)
         synset.validate(source=str(source))
         _check_derived(synset, attrs, str(source))
         return synset.to(device)
@@ -268,7 +248,7 @@ class SyntheticSet:
             "format_version": FORMAT_VERSION,
             "dataset": self.dataset,
             "num_classes": int(self.num_classes),
-            "class_names": np.array(list(self.class_names), dtype=h5py.string_dtype()),
+            "class_names": string_array(self.class_names),
             "ipc": self.ipc,
             "image_space": self.image_space,
             "mean": np.asarray(self.mean, dtype=np.float64),
@@ -277,7 +257,7 @@ class SyntheticSet:
             "method": self.method,
             "method_config": _to_json(self.method_config),
             "seed": _NO_SEED if self.seed is None else int(self.seed),
-            "created_utc": created_utc(),
+            "created_utc": utc_now(FILE_STAMP),
             "dsdistill_version": __version__,
             "torch_version": str(torch.__version__),  # TorchVersion: h5py wants a plain str
             "distill_seconds": float(self.distill_seconds),
@@ -295,78 +275,15 @@ class SyntheticSet:
                 f"lr={self.lr}, decoder={self.decoder!r})")
 
 
-def created_utc() -> str:
-    """Now in UTC (ISO 8601), or ``$SOURCE_DATE_EPOCH`` when set, for reproducible files."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is None:
-        moment = _dt.datetime.now(_dt.timezone.utc)
-    else:
-        try:
-            moment = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
-        except (ValueError, OverflowError, OSError) as err:
-            raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, "
-                              f"got {epoch!r}") from err
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---------------------------------------------------------------------- writing
-
-
-def _write_datasets(f: h5py.File, synset: SyntheticSet) -> None:
-    """Payload datasets, without HDF5 timestamps so that equal sets give equal files."""
-    _create(f, "images", synset.images)
-    _create(f, "labels", synset.labels)
-    if synset.soft_labels is not None:
-        _create(f, "soft_labels", synset.soft_labels)
-    if synset.lr is not None:
-        _create(f, "lr", torch.tensor(synset.lr, dtype=torch.float32))
-    if synset.zca is not None:
-        group = _untimed_group(f, "zca")
-        for key in sorted(synset.zca):
-            _create(group, key, synset.zca[key])
-
-
-def _write_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
-    for name, value in attrs.items():
-        f.attrs[name] = value
-
-
-def _create(parent: h5py.Group, name: str, tensor: torch.Tensor) -> None:
-    parent.create_dataset(name, data=tensor.detach().cpu().numpy(), track_times=False)
-
-
-def _untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
-    """A group without HDF5 timestamps. create_group's own track_times switch exists only in
-    recent h5py (older ones record times); the low-level call works in every version."""
-    plist = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-    plist.set_obj_track_times(False)
-    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=plist))
-
-
 # ---------------------------------------------------------------------- reading
 
 
-def _check_readable(source: Path) -> None:
-    if not source.exists():
-        raise SetFileError(f"{source}: no such file")
-    if not source.is_file():
-        raise SetFileError(f"{source}: not a file")
-    try:
-        with open(source, "rb"):
-            pass
-    except OSError as err:
-        raise SetFileError(f"{source}: cannot open ({err.strerror})") from err
-    if not h5py.is_hdf5(source):
-        raise SetFileError(f"{source}: not an HDF5 file; sets from other tools must be imported "
-                           f"first (dsdistill.synset.import_set)")
-
-
-def _read_file(f: h5py.File, source: str) -> tuple[SyntheticSet, dict[str, Any]]:
+def _read_file(reader: Reader) -> tuple[SyntheticSet, dict[str, Any]]:
     """Check the envelope (format, version, members, dtypes), then build the set."""
-    reader = _AttrReader(f, source)
-    fmt = f.attrs.get("format")
-    if fmt is None or _as_str(fmt) != FORMAT:
-        found = "no 'format' attribute" if fmt is None else f"format {_as_str(fmt)!r}"
+    source = reader.source
+    fmt = reader.raw("format")
+    if fmt is None or as_str(fmt) != FORMAT:
+        found = "no 'format' attribute" if fmt is None else f"format {as_str(fmt)!r}"
         raise SetFileError(f"{source}: not a dsdistill synthetic-set file ({found}, "
                            f"expected {FORMAT!r})")
     version = reader.integer("format_version")
@@ -376,24 +293,24 @@ def _read_file(f: h5py.File, source: str) -> tuple[SyntheticSet, dict[str, Any]]
     if version < 1:
         raise SetFileError(f"{source}: unknown format_version {version}")
     for name in ("images", "labels"):
-        if name not in f:
+        if not reader.has(name):
             raise SetFileError(f"{source}: missing dataset {name!r}")
     for name in REQUIRED_ATTRS:
-        if name not in f.attrs:
+        if not reader.has_attr(name):
             raise SetFileError(f"{source}: missing attribute {name!r}")
 
-    images = _read_tensor(f, "images", ("float32",), source)
-    labels = _read_tensor(f, "labels", ("int64",), source)
-    soft = _read_tensor(f, "soft_labels", ("float32",), source) if "soft_labels" in f else None
+    images = reader.tensor("images", ("float32",))
+    labels = reader.tensor("labels", ("int64",))
+    soft = reader.tensor("soft_labels", ("float32",)) if reader.has("soft_labels") else None
     lr = None
-    if "lr" in f:
-        lr_tensor = _read_tensor(f, "lr", ("float32",), source)
+    if reader.has("lr"):
+        lr_tensor = reader.tensor("lr", ("float32",))
         if lr_tensor.dim() != 0:
             raise SetFileError(f"{source}: dataset 'lr' must be a scalar, "
                                f"got shape {tuple(lr_tensor.shape)}")
         lr = float(str(lr_tensor.numpy()[()]))  # shortest float32 repr: 0.01, not 0.0099999998
-    zca = _read_zca(f, source) if "zca" in f else None
-    seed = reader.integer("seed") if "seed" in f.attrs else _NO_SEED
+    zca = reader.tensors_in("zca", ("float32", "float64")) if reader.has("zca") else None
+    seed = reader.integer("seed") if reader.has_attr("seed") else _NO_SEED
 
     synset = SyntheticSet(
         images=images, labels=labels, soft_labels=soft, lr=lr, zca=zca,
@@ -409,7 +326,7 @@ def _read_file(f: h5py.File, source: str) -> tuple[SyntheticSet, dict[str, Any]]
         seed=None if seed == _NO_SEED else seed,
         distill_seconds=reader.number("distill_seconds"),
         distill_iterations=reader.integer("distill_iterations"),
-        extra=reader.json_object("extra") if "extra" in f.attrs else {},
+        extra=reader.json_object("extra") if reader.has_attr("extra") else {},
         file_info={name: reader.text(name)
                    for name in ("created_utc", "dsdistill_version", "torch_version")},
     )
@@ -428,83 +345,6 @@ def _check_derived(synset: SyntheticSet, stored: dict[str, Any], source: str) ->
             raise SetFileError(f"{source}: attribute {name} is {stored[name]} but the payload "
                                f"gives {getattr(synset, name)}: the file was modified or damaged")
 
-
-def _read_tensor(group: h5py.Group, name: str, allowed: tuple[str, ...],
-                 source: str) -> torch.Tensor:
-    """One dataset as a tensor, after checking its dtype (either byte order is accepted)."""
-    member = group[name]
-    path = member.name.lstrip("/")
-    if not isinstance(member, h5py.Dataset):
-        raise SetFileError(f"{source}: {path!r} must be a dataset, found a group")
-    dtype = member.dtype
-    if dtype.name not in allowed:
-        raise SetFileError(f"{source}: dataset {path!r} has dtype {dtype}, "
-                           f"expected {' or '.join(allowed)}")
-    return torch.from_numpy(np.asarray(member[()], dtype=dtype.newbyteorder("="), order="C"))
-
-
-def _read_zca(f: h5py.File, source: str) -> dict[str, torch.Tensor]:
-    group = f["zca"]
-    if not isinstance(group, h5py.Group):
-        raise SetFileError(f"{source}: 'zca' must be a group of datasets")
-    return {key: _read_tensor(group, key, ("float32", "float64"), source) for key in group}
-
-
-class _AttrReader:
-    """Typed access to file attributes; a missing or mistyped one is a one-line SetFileError."""
-
-    def __init__(self, f: h5py.File, source: str) -> None:
-        self.attrs, self.source = f.attrs, source
-
-    def _get(self, name: str) -> Any:
-        if name not in self.attrs:
-            raise SetFileError(f"{self.source}: missing attribute {name!r}")
-        value = self.attrs[name]
-        return value[()] if isinstance(value, np.ndarray) and value.shape == () else value
-
-    def _bad(self, name: str, expected: str) -> SetFileError:
-        return SetFileError(f"{self.source}: attribute {name!r} must be {expected}, "
-                            f"got {_short(self.attrs[name])}")
-
-    def text(self, name: str) -> str:
-        value = self._get(name)
-        if not isinstance(value, (str, bytes)):
-            raise self._bad(name, "a string")
-        return _as_str(value)
-
-    def integer(self, name: str) -> int:
-        value = self._get(name)
-        if not _is_int(value):
-            raise self._bad(name, "an integer")
-        return int(value)
-
-    def number(self, name: str) -> float:
-        value = self._get(name)
-        if not _is_real(value):
-            raise self._bad(name, "a number")
-        return float(value)
-
-    def numbers(self, name: str) -> tuple[float, ...]:
-        array = np.atleast_1d(np.asarray(self._get(name)))
-        if array.ndim != 1 or array.dtype.kind not in "fiu":
-            raise self._bad(name, "a list of numbers")
-        return tuple(float(v) for v in array)
-
-    def texts(self, name: str) -> list[str]:
-        array = np.atleast_1d(np.asarray(self._get(name), dtype=object))
-        if array.ndim != 1 or not all(isinstance(v, (str, bytes)) for v in array):
-            raise self._bad(name, "a list of strings")
-        return [_as_str(v) for v in array]
-
-    def json_object(self, name: str) -> dict:
-        try:
-            value = json.loads(self.text(name))
-        except json.JSONDecodeError as err:
-            raise SetFileError(f"{self.source}: attribute {name!r} is not valid JSON "
-                               f"({err.msg} at character {err.pos})") from err
-        if not isinstance(value, dict):
-            raise self._bad(name, "a JSON object")
-        return value
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -528,36 +368,11 @@ def _to_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def _as_str(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, np.bytes_)) else str(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) \
-        and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real_sequence(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(
-        _is_real(v) and math.isfinite(v) for v in value)
-
-
 def _describe_value(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"{str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
     return type(value).__name__
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _one_line(err: BaseException, limit: int = 200) -> str:
-    """An exception as one short line (h5py and torch messages span several)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _is_real_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(is_real(v) and math.isfinite(v) for v in value)
