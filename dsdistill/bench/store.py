@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import platform
 import time
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from typing import Any, Iterator
 import torch
 
 from .._version import __version__
-from .._io import write_json
+from .._io import exclusive_path, write_json
 from .._provenance import hardware, peak_memory, reset_peak_memory, utc_now
 from ..errors import ConfigError
 
@@ -69,6 +70,45 @@ def set_labels(synset: Any) -> dict[str, Any]:
     return {"soft_labels": None, "teacher": None, "teacher_path": ""}
 
 
+REQUIRED = {  # what the report, manifest and runner read from every record of a kind
+    "distill": ("kind", "key", "method", "dataset", "ipc", "seed", "set_sha256", "set_path", "family", "label"),
+    "eval": ("kind", "key", "set_sha256", "protocol", "protocol_hash", "protocol_version", "report", "family",
+             "label", "dataset", "ipc"),
+}
+
+
+class RecordRaceError(ConfigError):
+    """Two runs finished the same cell at once; the first record stands."""
+
+
+def read_record(path: Path, kind: str) -> dict[str, Any]:
+    """One stored record, or one line naming the damaged file and what is wrong with it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"store record {path} is damaged ({type(err).__name__}: {err}); restore it "
+                          f"(git checkout -- {path}) or delete it and rerun its cell") from None
+    missing = [k for k in REQUIRED.get(kind, ()) if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise ConfigError(f"store record {path} lacks {', '.join(missing)}; it was not written by `dsdistill bench`: "
+                          f"restore it (git checkout -- {path}) or delete it")
+    return record
+
+
+def safe_component(name: str) -> str:
+    """A name turned into one harmless path component: separators and dots-only names cannot climb out."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+=-]", "_", str(name))
+    return cleaned if cleaned.strip(".") else cleaned.replace(".", "_") or "_"
+
+
+def confined(root: Path, *parts: str) -> Path:
+    """root/parts..., refused (one line) if it resolves outside root."""
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"{path} lies outside the store folder {root}; names may not climb out of it")
+    return path
+
+
 class Store:
     """Append-only records under `root/<kind>/<key>.json`."""
 
@@ -82,17 +122,23 @@ class Store:
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         p = self.path(kind, key)
-        return json.loads(p.read_text()) if p.exists() else None
+        return read_record(p, kind) if p.exists() else None
 
     def has(self, kind: str, key: str) -> bool:
         return self.path(kind, key).exists()
 
     def put(self, record: dict[str, Any]) -> Path:
-        """Write a complete record; an existing one is never overwritten (append-only)."""
+        """Write a complete record; an existing one is never replaced (append-only), even by a writer racing this
+        one: the record is linked into place, which only one writer can do."""
         p = self.path(record["kind"], record["key"])
         if p.exists():
             raise ConfigError(f"the store already holds {p}; records are never rewritten (delete it to redo that cell)")
-        write_json(p, {"schema": SCHEMA, **record})
+        try:
+            with exclusive_path(p) as tmp:
+                tmp.write_text(json.dumps({"schema": SCHEMA, **record}, indent=2, sort_keys=True) + "\n")
+        except FileExistsError:
+            raise RecordRaceError(f"another run stored {p} while this one worked on the same cell; its record stands "
+                                  f"and nothing needs deleting: rerun to go on with the cells left") from None
         return p
 
     def supersede(self, record: dict[str, Any]) -> Path:
@@ -110,14 +156,16 @@ class Store:
         folder = self.root / kind
         if not folder.is_dir():
             return []
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        return [read_record(p, kind) for p in sorted(folder.glob("*.json"))]
 
     def partial(self, key: str) -> Path:
         """Where an evaluation logs its progress while it runs (evaluate(resume=); never committed)."""
         return self.root / "partial" / f"{key}.json"
 
     def set_file(self, dataset: str, stem: str) -> Path:
-        return self.root / "sets" / dataset / f"{stem}.h5"
+        """Where a cell's set file lives: sets/<dataset>/<stem>.h5, confined to the store whatever the names hold
+        (a dataset name such as imagefolder:../../x is a name here, never a path)."""
+        return confined(self.root / "sets", safe_component(dataset), safe_component(stem) + ".h5")
 
 
 def open_store(root: str | os.PathLike | None = None, *, existing: bool = False) -> Store:
