@@ -129,6 +129,17 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
+def read_json(path: str | os.PathLike, what: str, remedy: str) -> Any:
+    """A JSON file we wrote, or one line naming it, what is wrong and what to do (`remedy`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no {what} at {path}; {remedy}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} is not a readable {what} ({type(err).__name__}: {err}); {remedy}") from None
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes, read in chunks (result files can be hundreds of MB)."""
     digest = hashlib.sha256()

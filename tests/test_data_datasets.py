@@ -75,6 +75,7 @@ def test_search_order_root_env_system_cache(tmp_path: Path, monkeypatch: pytest.
     assert load_dataset("mnist", root=tmp_path / "root").source == str(tmp_path / "root/MNIST/raw")
     assert load_dataset("mnist").source == str(tmp_path / "env/MNIST/raw")
     monkeypatch.delenv("DSDISTILL_DATA")
+    (tmp_path / "nothing-here").mkdir()  # a root without the files: the search goes on
     assert load_dataset("mnist", root=tmp_path / "nothing-here").source == str(tmp_path / "system/mnist/MNIST/raw")
     (tmp_path / "system/mnist/MNIST/raw/t10k-images-idx3-ubyte").unlink()  # incomplete: skipped
     assert load_dataset("mnist").source == str(tmp_path / "cache/dsdistill/mnist/MNIST/raw")
@@ -85,7 +86,15 @@ def test_dataset_named_subfolder_of_root(tmp_path: Path) -> None:
     assert load_dataset(root=tmp_path).source == str(tmp_path / "fashion-mnist")
 
 
+def test_a_data_root_that_does_not_exist_is_an_error_not_a_reason_to_look_elsewhere(tmp_path: Path) -> None:
+    write_fake("fashion-mnist", tmp_path / "fashion-mnist")
+    with pytest.raises(DataNotFoundError, match=r"--data-root .*typo: no such folder"):
+        load_dataset("fashion-mnist", root=tmp_path / "typo")
+    assert load_dataset("fashion-mnist", root=tmp_path).source == str(tmp_path / "fashion-mnist")
+
+
 def test_not_found_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError) as info:
         load_dataset("fashion-mnist", root=tmp_path / "empty", download=False)
     message = str(info.value)

@@ -13,7 +13,6 @@ payload sha256: every score of the set stays attached, and the old record is kep
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from .._distributed import single_process
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..synthesizers import SYNTHESIZERS
-from .._io import atomic_path
+from .._io import atomic_path, read_json
 from .runner import Labels, display_path
 from .store import Store, eval_key, open_store, set_labels
 from .suite import recipe, recipe_key
@@ -91,8 +90,8 @@ def import_reports(folder: str | Path, store: Store, root: str | Path = ".") -> 
         raise ConfigError(f"{folder}: no evaluation JSON to import (expected benchmarks/accuracy.py results)")
     added = stored = 0
     for path in files:
-        rep = json.loads(path.read_text())
-        if not {"protocol_hash", "results", "set_sha256", "set_path"} <= rep.keys():
+        rep = read_json(path, "evaluation report", "remove it from the folder or rerun benchmarks/accuracy.py")
+        if not isinstance(rep, dict) or not {"protocol_hash", "results", "set_sha256", "set_path"} <= rep.keys():
             raise ConfigError(f"{path}: not an evaluation report (no protocol_hash/results/set_sha256/set_path)")
         rep.setdefault("method_label", rep["method"])
         set_path = rep["set_path"]

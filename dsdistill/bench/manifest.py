@@ -3,12 +3,11 @@ config, the command that made it and its scores by protocol, taken from the resu
 edited: `dsdistill manifest synthetic_sets`. `check_manifest` is what the tests run."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from .._io import file_sha256, write_json
+from .._io import file_sha256, read_json, write_json
 from ..errors import ConfigError, DsdistillError
 from ..synset import SyntheticSet
 from .store import Store, open_store
@@ -52,9 +51,15 @@ def check_manifest(folder: str | Path) -> list[str]:
     """Every listed file loads, validates (SyntheticSet.load checks the payload sha256 it carries) and has the
     file and payload sha256 the manifest names; every .h5 in the folder is listed. Returns the problems."""
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    remedy = f"rebuild it with `dsdistill manifest {folder}`"
+    manifest = read_json(folder / MANIFEST, "set manifest", remedy)
+    entries = manifest.get("sets") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"file", "file_sha256", "payload_sha256"}
+                                                <= e.keys() for e in entries):
+        raise ConfigError(f"{folder / MANIFEST} is not a dsdistill set manifest (no list of sets with file and "
+                          f"sha256 entries); {remedy}")
     problems, listed = [], set()
-    for entry in manifest["sets"]:
+    for entry in entries:
         path = folder / entry["file"]
         listed.add(entry["file"])
         try:

@@ -7,7 +7,6 @@ evaluator never knows the synthesizers.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,10 +14,12 @@ from typing import Any, Sequence
 import torch
 
 from .._distributed import init_world, is_main_process
-from .._io import write_json
-from ..data import load_dataset
+from .._io import read_json, write_json
+from ..data import load_dataset, resolve_dataset
+from ..errors import ConfigError
 from ..evaluate import Protocol, evaluate, get_protocol
 from ..evaluate.cache import resume_log, whole_cache
+from ..models import MODELS
 from ..synthesizers import create_synthesizer
 
 
@@ -40,12 +41,18 @@ def score_whole(dataset: str, protocol: Protocol | str = "dc", *, archs: Sequenc
     than 0 under torchrun, which split its models)."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     archs = list(archs) if archs else None
+    resolve_dataset(dataset)  # the names become a file name: known names only, before any path is built
+    for arch in archs or [proto.architecture]:
+        MODELS.get(arch)
     cache = whole_cache(dataset, proto.hash, archs or [proto.architecture], teacher)
     if cache.exists():
         if not is_main_process():
             return None
-        stored = json.loads(cache.read_text())
-        return WholeScore(stored["table"], stored["report"], cached=cache)
+        try:
+            stored = read_json(cache, "cached whole-set score", "it is scored again")
+            return WholeScore(stored["table"], stored["report"], cached=cache)
+        except (ConfigError, KeyError, TypeError):
+            cache.unlink(missing_ok=True)  # a damaged cache entry costs a rescore, never a traceback
     with init_world(device) as world:
         real = load_dataset(dataset, data_root, device=world.device)
         synset = create_synthesizer("whole").fit(real)

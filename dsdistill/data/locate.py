@@ -90,7 +90,11 @@ def not_found_message(spec: DatasetSpec, root: str | os.PathLike | None, downloa
 
 
 def locate(spec: DatasetSpec, root: str | os.PathLike | None = None, *, download: bool = True) -> Location:
-    """Find the dataset's files, downloading them into the cache as a last resort."""
+    """Find the dataset's files, downloading them into the cache as a last resort. A root that is given must
+    exist: a mistyped --data-root is a mistake to report, not a reason to search elsewhere."""
+    if root is not None and not Path(root).is_dir():
+        raise DataNotFoundError(f"--data-root {root}: no such folder; give the folder that holds the {spec.name} "
+                                f"files, or leave it out to search the usual places")
     folder = find_files(spec, root)
     if folder is not None:
         return Location(folder, str(folder))

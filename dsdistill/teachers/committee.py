@@ -356,6 +356,10 @@ class CommitteeRequest(FolderRequest):
     holdout: int = DEFAULT_HOLDOUT
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.holdout, int) or self.holdout < 1:
+            raise ConfigError(f"--holdout must be at least 1 (validation images per class for the priors), "
+                              f"got {self.holdout!r}")
         self.specs()
 
     def specs(self) -> list[MemberSpec]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._config import parse_overrides
 from .._version import __version__
-from .._io import save_torch, write_json
+from .._io import check_output, save_torch, write_json
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
 from .._provenance import FILE_STAMP, utc_now
@@ -124,6 +124,14 @@ class FolderRequest:
     seed: int = 0
     zca: bool = False
 
+    def __post_init__(self) -> None:
+        """What every build must have right before any model trains: a seed we can derive from, and an output
+        folder that can be written (a place under a file or without write access is found now, not after the
+        first model's hours)."""
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        check_output(self.out, "--out", folder=True)
+
     def build(self, real: RealData, command: str = "", on_unit: OnUnit | None = None) -> Path:
         """Build (or resume) into self.out on `real`, recording `command`; on_unit(entry) after each new unit."""
         raise NotImplementedError
@@ -141,6 +149,7 @@ class ModelRequest(FolderRequest):
     set: tuple[str, ...] = ()  # model options, KEY=VALUE
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.model_options()
 
     def model_options(self) -> dict[str, Any]:
