@@ -92,17 +92,18 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_select)
 
 
-RUN_WITH = {"synthesis": "dsdistill distill --method {}", "selection": "dsdistill select --method {}",
-            "whole": "dsdistill evaluate --whole"}   # the command that makes each kind of method's set
+KINDS = {"synthesis": ("a synthesizer", "dsdistill distill --method {}"),     # what each kind of method is, and
+         "selection": ("a selection method", "dsdistill select --method {}"),  # the command that makes its set
+         "whole": ("the whole training set", "dsdistill evaluate --whole")}
 
 
 def _built(args: argparse.Namespace, kind: str, **budget: Any):
     """The method (and budget) args name, through the one factory; a method of another kind says where it goes."""
-    from .synthesizers import SYNTHESIZERS, build
-    cls = SYNTHESIZERS.get(args.method.partition(".")[0])
+    from .synthesizers import build, resolve_method
+    cls = resolve_method(args.method)[0]
     if cls.kind != kind:
-        raise ConfigError(f"{args.method!r} is a {cls.kind} method, not a {kind} method; use "
-                          f"`{RUN_WITH[cls.kind].format(args.method)}`")
+        words, command = KINDS[cls.kind]
+        raise ConfigError(f"{args.method!r} is {words}; use `{command.format(args.method)}`")
     return build(args.method, args.set, **budget)
 
 

@@ -64,3 +64,13 @@ def test_the_cli_takes_the_apis_default_budget_and_says_so(fake_fmnist_root, tmp
     assert main([*argv, "--iterations", "1"]) == 0
     assert "budget:" not in capsys.readouterr().err      # a budget given is not repeated
     assert SyntheticSet.load(out).distill_iterations == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["select", "--method", "whole"], "'whole' is the whole training set; use `dsdistill evaluate --whole`"),
+    (["select", "--method", "dm.fmnist-cpu"], "'dm.fmnist-cpu' is a synthesizer; use `dsdistill distill"),
+    (["select", "--method", "random", "--set", "features=random"], "random has no options; drop features"),
+])
+def test_the_cli_sends_each_kind_of_method_to_its_command(argv, message, tmp_path, capsys):
+    assert main([*argv, "--ipc", "1", "--out", str(tmp_path / "x.h5")]) == 2
+    assert message in capsys.readouterr().err
