@@ -76,17 +76,14 @@ def build(spec: str, options: Options = (), *, flip: bool | None = None, iterati
     values = {**preset, **parse_options(cls, options)}
     if flip is not None:
         values["flip"] = flip
-    if cls.kind != "synthesis":
-        if iterations is not None or minutes is not None:
-            raise ConfigError(f"{cls.name} is a {cls.kind} method: a selection method takes no budget "
-                              "(iterations/minutes)")
-        method = cls(config, **values)
-        return Built(method, None, "none")
     given = Budget(iterations=iterations, minutes=minutes) if iterations is not None or minutes is not None else None
-    budget, source = choose_budget(cls, given, preset_iterations)
+    if cls.kind != "synthesis" and given is not None:
+        raise ConfigError(f"{cls.name} makes no iterations: a selection method takes no budget (iterations/minutes)")
     method = cls(config, **values)
     method.preset_iterations = preset_iterations
-    return Built(method, budget, source)
+    if cls.kind != "synthesis":
+        return Built(method, None, "none")
+    return Built(method, *choose_budget(cls, given, preset_iterations))
 
 
 def create_synthesizer(name: str, config: Any = None, **overrides: Any) -> Method:
