@@ -1,6 +1,8 @@
 """Registry-wide synthesizer tests (every iterative method gets them for free) plus DM/DataDAM specifics."""
 import dataclasses
+import inspect
 import os
+import pkgutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,9 @@ import pytest
 import torch
 
 from dsdistill.errors import CheckpointError, ConfigError, DivergedError, UnknownNameError
-from dsdistill.synthesizers import SYNTHESIZERS, Budget, DEFAULT_BUDGET, Interrupted, create_synthesizer, resolve_method
+import dsdistill.synthesizers as package
+from dsdistill.synthesizers import (SYNTHESIZERS, Budget, DEFAULT_BUDGET, Interrupted, Synthesizer, create_synthesizer,
+                                    resolve_method)
 from dsdistill.synthesizers.dm import DM, Features
 from dsdistill.synthesizers.losses import attention_loss, mean_embedding_loss
 
@@ -303,3 +307,18 @@ def test_mtt_cpu_presets_fit_the_cpu_experts():
     for preset in ("mtt.fmnist-cpu", "mtt.fmnist-cpu-ipc1"):
         _, values = resolve_method(preset)
         assert values["max_start_epoch"] - 1 + values["expert_epochs"] <= 11, preset
+
+
+@pytest.mark.parametrize("name", SYNTH)
+def test_the_base_owns_fit_and_every_export_has_its_signature(name):
+    """CV-DD overrode fit and MTT's export took other arguments; a method now adds behaviour through hooks."""
+    cls = SYNTHESIZERS.get(name)
+    assert cls.fit is Synthesizer.fit
+    assert inspect.signature(cls.export) == inspect.signature(Synthesizer.export)
+
+
+def test_every_module_of_the_package_is_imported_so_a_method_is_one_file():
+    names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    assert {"cvdd", "dm", "mtt", "ncfm", "select", "factory"} <= set(names)
+    assert all(f"dsdistill.synthesizers.{n}" in sys.modules for n in names)
+    assert {cls.__module__ for _, cls in SYNTHESIZERS.items()} <= {f"dsdistill.synthesizers.{n}" for n in names}
