@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from dsdistill._malloc import keep_freed_memory  # noqa: E402
-from dsdistill._provenance import hardware, peak_memory, status_mib, utc_now  # noqa: E402,F401
+from dsdistill._provenance import hardware, peak_memory, status_mib, utc_now  # noqa: E402,F401  (status_mib: for the scripts)
+from dsdistill.synthesizers import Built, build, resolve_method  # noqa: E402
 
 keep_freed_memory()
 
@@ -46,14 +47,14 @@ def peak_mib(device: str) -> float:
     return peak_memory(device)[0]
 
 
-def method_from_spec(spec: str, overrides: list[str] = ()):
-    """'datadam.fmnist-cpu+flip=true' -> (the method, its preset's iteration budget or None).
+def method_from_spec(spec: str, overrides: Sequence[str] = (), iterations: int | None = None,
+                     minutes: float | None = None) -> Built:
+    """'datadam.fmnist-cpu+flip=true' -> the method and its budget, through dsdistill's one factory.
 
-    The preset comes first, then the `+key=value` parts of the spec, then `overrides` (synthesizers only)."""
-    from dsdistill._config import parse_overrides
-    from dsdistill.synthesizers import resolve_method
+    The preset comes first, then the `+key=value` parts of the spec, then `overrides`; `overrides` and the budget
+    apply to synthesizers only (a run's --set and --iterations are meant for them, not the selections beside)."""
     name, *parts = spec.split("+")
-    cls, preset = resolve_method(name)
-    iterations = preset.pop("iterations", None)
-    values = {**preset, **parse_overrides(cls.Config, parts + (list(overrides) if cls.kind == "synthesis" else []))}
-    return cls(**values), iterations
+    synthesis = resolve_method(name)[0].kind == "synthesis"
+    if not synthesis:
+        return build(name, parts)
+    return build(name, [*parts, *overrides], iterations=iterations, minutes=minutes)

@@ -23,22 +23,15 @@ from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
 from dsdistill._provenance import utc_now  # noqa: E402
 from dsdistill.synset import SyntheticSet  # noqa: E402
-from dsdistill.synthesizers import Budget  # noqa: E402
 
 
 def make_set(spec: str, ipc: int, seed: int, args, real, out: Path) -> SyntheticSet:
     if out.exists():
         return SyntheticSet.load(out)
-    method, preset_iterations = method_from_spec(spec, args.set)   # e.g. datadam+flip=true
-    kwargs = {}
+    built = method_from_spec(spec, args.set, args.iterations, args.minutes)   # e.g. datadam+flip=true
+    method, kwargs = built.method, {}
     if method.kind == "synthesis":
-        if args.iterations or args.minutes:
-            budget = Budget(iterations=args.iterations, minutes=args.minutes)
-        elif getattr(method, "schedules_itself", False):
-            budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
-        else:
-            budget = Budget(iterations=preset_iterations)
-        kwargs = {"budget": budget,
+        kwargs = {"budget": built.budget,
                   "checkpoint": str(out) + ".ckpt", "resume": Path(str(out) + ".ckpt").exists()}
     synset = method.fit(real, ipc, seed=seed, **kwargs)
     synset.extra["command"] = " ".join(sys.argv)

@@ -85,8 +85,7 @@ def project_worker(spec: str, overrides: list[str], size: int, depth: int, ipc: 
     """Seconds of one class's share of an iteration at SIZE px / ConvNet-DEPTH, and the step's peak memory."""
     import torch
     from dsdistill.data import RealData, Split
-    from dsdistill.synthesizers import State
-    method, _ = method_from_spec(spec, [*overrides, f"depth={depth}"])
+    method = method_from_spec(spec, [*overrides, f"depth={depth}"]).method
     n = max(method.config.batch_real, ipc)
     gen = torch.Generator().manual_seed(0)
     train = Split.from_tensors(torch.randn(n, 3, size, size, generator=gen), torch.zeros(n, dtype=torch.int64),
@@ -94,9 +93,7 @@ def project_worker(spec: str, overrides: list[str], size: int, depth: int, ipc: 
     real = RealData(name="imagenet-1k (random pixels)", train=train, test=train,
                     class_names=[str(c) for c in range(IMAGENET_CLASSES)], mean=(0.485, 0.456, 0.406),
                     std=(0.229, 0.224, 0.225), digits=False, classes=(0,))
-    images = method.init_images(real, ipc, 0).detach().requires_grad_(True)
-    state = State(images=images, optimizer=method.make_optimizer(images), ipc=ipc, classes=(0,))
-    method.init_extra(real, state, 0)
+    state = method.start(real, ipc, 0)
     method.step(state, real, 0, 0)  # warm-up
     start = time.perf_counter()
     for it in range(1, iterations + 1):
@@ -109,7 +106,7 @@ def project_worker(spec: str, overrides: list[str], size: int, depth: int, ipc: 
 def projection(args: argparse.Namespace, preset_iterations: int | None, measured: dict) -> list[str]:
     """measured: the 1-process Fashion-MNIST run (its per-class cost is scaled by conv multiply-adds)."""
     fmnist_class_s = measured["loop"] / args.iterations / measured["classes"]
-    fmnist_macs = conv_macs(1, 28, 3, method_from_spec(args.method, args.set)[0].config.width)
+    fmnist_macs = conv_macs(1, 28, 3, method_from_spec(args.method, args.set).method.config.width)
     rows = ["| size | ConvNet depth | s per class-iteration, measured | scaled from Fashion-MNIST (MAC ratio) "
             "| step peak MiB | real data per class (float32) | ranks | classes per rank | s per iteration "
             "| hours for the run | memory per rank |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -164,7 +161,7 @@ def main() -> None:
         print(json.dumps(project_worker(args.method, args.set, *args.project_worker, args.ipc,
                                         args.project_iterations)))
         return
-    _, preset_iterations = method_from_spec(args.method, args.set)
+    preset_iterations = method_from_spec(args.method, args.set).method.preset_iterations
     rows = ["| processes | threads per process | loop s | loop speed-up | command wall s | wall speed-up "
             "| peak MiB (largest process) | same set as 1 process with as many threads |",
             "|---|---|---|---|---|---|---|---|"]

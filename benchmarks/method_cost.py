@@ -25,12 +25,9 @@ def worker(spec: str, ipc: int, iterations: int, device: str, dataset: str) -> d
     """One warm-up step, then `iterations` timed steps of the method's own loop body."""
     import torch
     from dsdistill.data import load_dataset
-    from dsdistill.synthesizers import State
     real = load_dataset(dataset, device=device)
-    method, _ = method_from_spec(spec)
-    images = method.init_images(real, ipc, 0).detach().requires_grad_(True)
-    state = State(images=images, optimizer=method.make_optimizer(images), ipc=ipc)
-    method.init_extra(real, state, 0)
+    method = method_from_spec(spec).method
+    state = method.start(real, ipc, 0)
     method.step(state, real, 0, 0)
     if device.startswith("cuda"):  # on the CPU the peak stays the whole process's (VmHWM)
         reset_peak_memory(device)

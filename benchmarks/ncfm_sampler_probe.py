@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
 
-    method, _ = method_from_spec(args.method, args.set)
+    method = method_from_spec(args.method, args.set).method
     real = load_dataset("fashion-mnist")
     probe_net = method.random_network(real, 12345, 0).eval()
     batches = [real.train.sample_class(c, 256, make_generator(999, "probe", c)) for c in real.class_ids]

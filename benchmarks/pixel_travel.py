@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -26,8 +25,7 @@ def travel(path: str, real_cache: dict) -> str:
     synset = SyntheticSet.load(path)
     real = real_cache.setdefault(synset.dataset, load_dataset(synset.dataset, device="cpu"))
     method = create_synthesizer(synset.method, **synset.method_config)
-    init = method.init_images(real, synset.ipc, synset.seed).detach()
-    start = method.stored_images(real, SimpleNamespace(images=init))   # the init in the stored space
+    start = method.stored_images(real, method.start(real, synset.ipc, synset.seed)).detach()   # the init, stored
     moved = real.to_pixels(synset.images) - real.to_pixels(start)
     lr = synset.method_config.get("lr_img", "-")
     return (f"| {Path(path).name} | {synset.method} | {lr} | {synset.distill_iterations} | "

@@ -55,11 +55,10 @@ def reference_step(method, state, real, it, seed) -> float:
 def worker(method_name: str, ipc: int, impl: str, iterations: int, device: str) -> dict:
     import torch
     from dsdistill.data import load_dataset
-    from dsdistill.synthesizers import State, create_synthesizer
+    from dsdistill.synthesizers import create_synthesizer
     real = load_dataset("fashion-mnist", device=device)
     method = create_synthesizer(method_name)
-    images = method.init_images(real, ipc, 0).detach().requires_grad_(True)
-    state = State(images=images, optimizer=method.make_optimizer(images), ipc=ipc)
+    state = method.start(real, ipc, 0)
     if impl == "reference":
         step = lambda it: reference_step(method, state, real, it, 0)  # noqa: E731
     else:  # "joint" or "per-class": dsdistill's step with that class batching

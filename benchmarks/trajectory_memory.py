@@ -33,15 +33,13 @@ def worker(mode: str, steps: int, ipc: int, iterations: int, experts: str, devic
            segment: int) -> dict:
     import torch
     from dsdistill.data import load_dataset
-    from dsdistill.synthesizers import State, create_synthesizer
+    from dsdistill.synthesizers import create_synthesizer
     real = load_dataset(dataset, device=device)
     # the step size is not learned here (lr_lr 0): the throwaway expert barely moves, so its normalised distance
     # has a huge lr gradient; the cost of an iteration is the same either way
     method = create_synthesizer("mtt", experts=experts, syn_steps=steps, gradient=mode, expert_epochs=1,
                                 max_start_epoch=1, segment=segment, lr_lr=0.0)
-    images = method.init_images(real, ipc, 0).detach().requires_grad_(True)
-    state = State(images=images, optimizer=method.make_optimizer(images), ipc=ipc)
-    method.init_extra(real, state, 0)
+    state = method.start(real, ipc, 0)
     # the baseline: data, experts, images; everything after is the iterations' (on the CPU the reset sets VmHWM
     # to the current resident size)
     reset_peak_memory(device)

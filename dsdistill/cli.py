@@ -89,7 +89,7 @@ def run_datasets(args: argparse.Namespace) -> int:
 @command
 def add_select(sub: argparse._SubParsersAction) -> None:
     from .synthesizers import SYNTHESIZERS
-    methods = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "selection" and n != "whole"]
+    methods = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "selection"]
     p = sub.add_parser("select", help="build a set by selecting real images (random, herding, k-center)",
                        description="Select IPC real images per class and write a synthetic-set file (HDF5).")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
@@ -103,13 +103,23 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_select)
 
 
+KINDS = {"synthesis": ("a synthesizer", "dsdistill distill --method {}"),     # what each kind of method is, and
+         "selection": ("a selection method", "dsdistill select --method {}"),  # the command that makes its set
+         "whole": ("the whole training set", "dsdistill evaluate --whole")}
+
+
+def _built(args: argparse.Namespace, kind: str, **budget: Any):
+    """The method (and budget) args name, through the one factory; a method of another kind says where it goes."""
+    from .synthesizers import build, resolve_method
+    cls = resolve_method(args.method)[0]
+    if cls.kind != kind:
+        words, command = KINDS[cls.kind]
+        raise ConfigError(f"{args.method!r} is {words}; use `{command.format(args.method)}`")
+    return build(args.method, args.set, **budget)
+
+
 def run_select(args: argparse.Namespace) -> int:
-    from ._config import parse_overrides
-    from .synthesizers import SYNTHESIZERS
-    cls = SYNTHESIZERS.get(args.method)
-    if cls.kind != "selection":
-        raise ConfigError(f"{args.method!r} is a synthesizer; use `dsdistill distill --method {args.method}`")
-    method = cls(**parse_overrides(cls.Config, args.set))
+    method = _built(args, "selection").method
     real = _load(args, args.dataset)
     synset = method.fit(real, args.ipc, seed=args.seed)
     _provenance(synset, args)
@@ -119,12 +129,9 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- distill
-DEFAULT_MINUTES = 10.0
-
-
 @command
 def add_distill(sub: argparse._SubParsersAction) -> None:
-    from .synthesizers import SYNTHESIZERS
+    from .synthesizers import DEFAULT_BUDGET, SYNTHESIZERS
     methods = []
     for n, cls in SYNTHESIZERS.items():
         if cls.kind == "synthesis":
@@ -133,8 +140,8 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
                        description="Optimise IPC synthetic images per class against randomly initialised networks "
                                    "and write a synthetic-set file. METHOD.PRESET picks a named configuration "
                                    "(e.g. datadam.official); --set values override it. Without --iterations or "
-                                   f"--minutes the run stops after the preset's iterations or, without one, "
-                                   f"{DEFAULT_MINUTES:g} minutes. The run state is checkpointed to OUT.ckpt every few "
+                                   f"--minutes the run stops after the preset's iterations, the method's own schedule "
+                                   f"(cvdd) or {DEFAULT_BUDGET.describe()}. The run state is checkpointed to OUT.ckpt every few "
                                    "minutes and on Ctrl-C; --resume continues it. Under torchrun "
                                    "(`torchrun --nproc_per_node P -m dsdistill distill ...`) the classes are split "
                                    "into P contiguous blocks, each process reads and distills only its classes "
@@ -164,27 +171,13 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from ._config import parse_overrides
-    from .synthesizers import Budget, Interrupted, not_separable, resolve_method
-    cls, preset = resolve_method(args.method)
-    if cls.kind != "synthesis":
-        raise ConfigError(f"{args.method!r} is a selection method; use `dsdistill select --method {args.method}`")
-    if torchrun_env() is not None and not cls.class_separable:
-        raise ConfigError(not_separable(cls.name))
-    preset_iterations = preset.pop("iterations", None)
-    overrides = {**preset, **parse_overrides(cls.Config, args.set), "flip": args.flip}
-    method = cls(**{k: v for k, v in overrides.items() if v is not None})
-    if args.iterations is None and args.minutes is None and getattr(cls, "schedules_itself", False):
-        budget = None  # the method plans its own length (cvdd: iterations_per_ipc x IPC)
-        if is_main_process():
-            print("budget: the method's own schedule (no --iterations/--minutes given)", file=sys.stderr)
-    elif args.iterations is None and args.minutes is None:
-        budget = Budget(iterations=preset_iterations) if preset_iterations else Budget(minutes=DEFAULT_MINUTES)
-        if is_main_process():
-            print(f"budget: {budget.iterations} iterations (preset)" if preset_iterations
-                  else f"budget: {DEFAULT_MINUTES:g} minutes (no --iterations/--minutes given)", file=sys.stderr)
-    else:
-        budget = Budget(iterations=args.iterations, minutes=args.minutes)
+    from .synthesizers import Interrupted, not_separable
+    built = _built(args, "synthesis", flip=args.flip, iterations=args.iterations, minutes=args.minutes)
+    method, budget = built.method, built.budget
+    if torchrun_env() is not None and not method.class_separable:
+        raise ConfigError(not_separable(method.name))
+    if is_main_process() and built.source != "given":   # say which budget it took when the user named none
+        print(built.describe(), file=sys.stderr)
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
     with init_world(args.device) as world:
         real = load_shard(world, args.dataset, args.data_root, zca=args.zca, device=world.device)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dsdistill.data import RealData, Split, write_fake
+from dsdistill.synthesizers import SYNTHESIZERS, create_synthesizer
 
 
 def make_tiny_real(num_classes: int = 4, per_class: int = 12, test_per_class: int = 5, size: int = 28,
@@ -44,11 +45,13 @@ def fake_fmnist_root(tmp_path_factory) -> str:
 TINY_EXPERTS = {"experts": 2, "epochs": 4, "model_options": {"width": 8}}  # what tiny_experts holds
 
 
-@pytest.fixture(scope="session")
-def tiny_experts(tmp_path_factory) -> str:
-    """MTT expert trajectories for make_tiny_real(): 2 experts x 4 epochs of a width-8 ConvNet."""
+@functools.lru_cache(maxsize=None)
+def tiny_experts_dir() -> str:
+    """MTT expert trajectories for make_tiny_real(): 2 experts x 4 epochs of a width-8 ConvNet (built once per test
+    session)."""
     from dsdistill.teachers.experts import ExpertConfig, build_experts
-    folder = tmp_path_factory.mktemp("experts")
+    folder = Path(tempfile.mkdtemp(prefix="dsdistill-experts-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     build_experts(make_tiny_real(), folder, config=ExpertConfig(batch_size=16), **TINY_EXPERTS)
     return str(folder)
 
@@ -60,6 +63,11 @@ TINY_COMMITTEE = {"members": "convnet-bn:width=8,convnet-bn:width=8:depth=2", "e
 def tiny_committee_config():
     from dsdistill.train.real import RealTrainConfig
     return RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05)
+
+
+@pytest.fixture(scope="session")
+def tiny_experts() -> str:
+    return tiny_experts_dir()
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,3 +86,14 @@ def tiny_committee_dir() -> str:
 def private_cache(tmp_path_factory, monkeypatch):
     """Commands cache whole-set scores and resume logs under $DSDISTILL_CACHE: never the user's own."""
     monkeypatch.setenv("DSDISTILL_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+TINY_FOLDERS = {"experts": tiny_experts_dir, "committee": tiny_committee_dir}  # one tiny folder per teacher kind
+
+
+def tiny_method(name: str, **overrides):
+    """A registered method sized for make_tiny_real(): its own TINY options and, when it reads a folder of models
+    trained on the real data (teacher_folder), the tiny folder of that kind. No per-method table."""
+    cls = SYNTHESIZERS.get(name)
+    folder = {cls.teacher_folder: TINY_FOLDERS[cls.teacher_folder]()} if cls.teacher_folder else {}
+    return create_synthesizer(name, **{**cls.TINY, **folder, **overrides})

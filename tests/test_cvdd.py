@@ -105,7 +105,7 @@ def test_class_moments_add_up_to_the_batch_statistics(tiny_real):
     per_class = cvdd(init="real", flip=True, class_batching="per-class").fit(tiny_real, 2, seed=1,
                                                                             budget=Budget(iterations=4))
     assert torch.allclose(joint.images, per_class.images, atol=1e-4)
-    assert not torch.equal(joint.images, cvdd(init="real", flip=True).init_images(tiny_real, 2, 1))
+    assert not torch.equal(joint.images, cvdd(init="real", flip=True).start(tiny_real, 2, 1).images)
 
 
 def test_each_ipc_index_is_optimised_in_its_own_iterations(tiny_real, monkeypatch):
@@ -133,13 +133,25 @@ def test_each_ipc_index_is_optimised_in_its_own_iterations(tiny_real, monkeypatc
 
 def test_medium_init_takes_the_images_around_the_median(tiny_real):
     synth = cvdd(candidates=12)
-    synth._setup(tiny_real, 2, 0)
-    images = synth.init_images(tiny_real, 2, 0)
-    teacher = synth.relabel_teacher("eval")
+    state = synth.start(tiny_real, 2, 0)
+    images = state.images.detach()
+    teacher = synth.relabel_teacher(state, "eval")
     for c in range(4):
         probs = torch.softmax(teacher(tiny_real.train.class_images(c)), -1)[:, c].sort().values
         picked = torch.softmax(teacher(images[2 * c:2 * c + 2]), -1)[:, c].sort().values
         assert torch.allclose(picked, probs[5:7], atol=1e-6)  # 12 candidates: ranks 5 and 6 of 0..11
+
+
+def test_the_voter_plan_is_run_state_in_the_checkpoint(tiny_real, tmp_path):
+    """The priors, the voter schedule and the relabel members were kept on the method; they are State now, in the
+    checkpoint, and a fresh object's plan is the same."""
+    ckpt = tmp_path / "run.ckpt"
+    cvdd(init="real").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2), checkpoint=ckpt)
+    saved = torch.load(ckpt, weights_only=True)["extra"]
+    plan = cvdd(init="real").start(tiny_real, 2, 0).extra
+    assert {k: saved[k] for k in ("priors", "schedule", "teacher_members")} == \
+        {k: plan[k] for k in ("priors", "schedule", "teacher_members")}
+    assert len(saved["schedule"]) == 2 and saved["teacher_members"] == [0, 1]
 
 
 def test_stored_relabel_is_the_weighted_committee_and_names_its_teachers(tiny_real):

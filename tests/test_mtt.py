@@ -9,7 +9,7 @@ from conftest import make_tiny_real
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.evaluate import _train_spec, get_protocol
 from dsdistill.synset import SyntheticSet
-from dsdistill.synthesizers import Budget, State, create_synthesizer
+from dsdistill.synthesizers import Budget, create_synthesizer
 from dsdistill.synthesizers.mtt import MTT, balance_scale, kmeans, nearest_distinct, perturb_weights
 
 
@@ -47,10 +47,7 @@ def test_gradient_modes_give_the_same_run(mtt):
 
 
 def _state(synth, real, ipc=2):
-    images = synth.init_images(real, ipc, 0).requires_grad_(True)
-    state = State(images=images, optimizer=synth.make_optimizer(images), ipc=ipc)
-    synth.init_extra(real, state, 0)
-    return state
+    return synth.start(real, ipc, 0)
 
 
 def test_flip_halves_the_distinct_images_per_step(mtt):
@@ -82,8 +79,7 @@ def test_balance_scale_is_asts_formula():
 
 def test_weight_perturbation_touches_only_conv_kernels(mtt):
     synth = mtt()
-    synth.expert_folder(make_tiny_real())
-    flat = synth._flat
+    flat = synth.start(make_tiny_real(), 1, 0).context["flat"]
     theta = torch.randn(flat.size, generator=torch.Generator().manual_seed(0))
     out = perturb_weights(theta, flat, 1.0, torch.Generator().manual_seed(1))
     for before, after, shape in zip(theta.split(flat.numels), out.split(flat.numels), flat.shapes):
@@ -117,7 +113,7 @@ def test_intermediate_matching_reads_the_middle_iterate(mtt, monkeypatch):
 
 def test_representative_init_picks_distinct_real_images_near_cluster_centres(mtt):
     real = make_tiny_real()
-    images = mtt(init="representative").init_images(real, 3, 0)
+    images = mtt(init="representative").start(real, 3, 0).images.detach()
     assert images.shape == (12, 1, 28, 28)
     for c in range(4):
         pool = real.train.class_images(c).flatten(1)

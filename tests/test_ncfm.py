@@ -9,7 +9,7 @@ from dsdistill.errors import ConfigError
 from dsdistill.evaluate import evaluate
 from dsdistill.evaluate.protocols import Protocol
 from dsdistill.synset.decode import decode, decoder_factor, multiformation_decode, multiformation_encode
-from dsdistill.synthesizers import Budget, State, create_synthesizer
+from dsdistill.synthesizers import Budget, create_synthesizer
 from dsdistill.synthesizers.losses import cf_discrepancy
 from dsdistill.synthesizers.ncfm import NCFM
 
@@ -68,9 +68,7 @@ def test_one_synthetic_sample_gets_no_amplitude_gradient():
 def _sampler_case(tiny_real, **options):
     """A learned-sampler NCFM with its state, psi, random real/synthetic embeddings and psi's input noise."""
     synth = ncfm(sampler="learned", num_freqs=64, **options)
-    images = synth.init_images(tiny_real, 1, 0).requires_grad_(True)
-    state = State(images=images, optimizer=synth.make_optimizer(images), ipc=1)
-    synth.init_extra(tiny_real, state, 0)
+    state = synth.start(tiny_real, 1, 0)
     sampler = state.extra["sampler"]
     dim = sampler.net[0].in_features
     g = torch.Generator().manual_seed(0)
@@ -149,7 +147,7 @@ def test_ncfm_stores_normalised_images_with_the_decoder_and_mix_init(tiny_real):
     assert synset.decoder == "multiformation-2" and synset.ipc == 2 and len(synset.images) == 8
     pixels = tiny_real.to_pixels(synset.images)
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5     # clamped to [0, 1] pixels
-    init = ncfm().init_images(tiny_real, 2, seed=0)
+    init = ncfm().start(tiny_real, 2, seed=0).images.detach()
     # each stored image is four random real images of its class, halved and tiled
     real_pixels = tiny_real.to_pixels(tiny_real.train.images).clamp(0, 1)
     small = torch.nn.functional.interpolate(real_pixels, size=(14, 14))

@@ -59,4 +59,4 @@ def test_whole_is_the_full_training_set(tiny_real):
     synset = create_synthesizer("whole").fit(tiny_real)
     assert len(synset.images) == len(tiny_real.train.labels)
     assert sorted(synset.labels.tolist()) == sorted(tiny_real.train.labels.tolist())
-    assert SYNTHESIZERS.get("whole").kind == "selection"
+    assert SYNTHESIZERS.get("whole").kind == "whole"   # its records' family; no IPC, no seed, no options

@@ -1,6 +1,8 @@
 """Registry-wide synthesizer tests (every iterative method gets them for free) plus DM/DataDAM specifics."""
 import dataclasses
+import inspect
 import os
+import pkgutil
 import signal
 import subprocess
 import sys
@@ -11,31 +13,17 @@ import pytest
 import torch
 
 from dsdistill.errors import CheckpointError, ConfigError, DivergedError, UnknownNameError
-from dsdistill.synthesizers import SYNTHESIZERS, Budget, Interrupted, create_synthesizer, resolve_method
+import dsdistill.synthesizers as package
+from dsdistill.synthesizers import (SYNTHESIZERS, Budget, DEFAULT_BUDGET, Interrupted, Synthesizer, create_synthesizer,
+                                    resolve_method)
 from dsdistill.synthesizers.dm import DM, Features
 from dsdistill.synthesizers.losses import attention_loss, mean_embedding_loss
 
-from conftest import tiny_committee_dir
+from conftest import tiny_method
 
 SYNTH = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "synthesis"]
-SMALL = {"width": 8, "batch_real": 6}   # every distribution-matching test runs on a narrow ConvNet
-# what a method needs beyond SMALL to run without prepared files (NCFM's pool path: tests/test_ncfm.py; MTT's
-# experts are set by the fixture below); a callable
-# is called when the method is first built (a teacher-based method's models, trained once per session)
-PER_METHOD = {"ncfm": {"extractor": "random", "num_freqs": 32},
-              "cvdd": lambda: {"committee": tiny_committee_dir()}}
-
-
-@pytest.fixture(autouse=True)
-def _mtt_experts(tiny_experts):
-    PER_METHOD["mtt"] = {"experts": tiny_experts, "syn_steps": 3, "max_start_epoch": 2, "lr_img": 10.0}
-
-
-def small(name: str, **kw):
-    fields = {f.name for f in dataclasses.fields(SYNTHESIZERS.get(name).Config)}
-    base = {k: v for k, v in SMALL.items() if k in fields}  # a teacher-based method has no random net to narrow
-    extra = PER_METHOD.get(name, {})
-    return create_synthesizer(name, **{**base, **(extra() if callable(extra) else extra), **kw})
+METHODS = SYNTHESIZERS.list()
+small = tiny_method   # every method's own TINY options (and its kind's tiny folder): no per-method table here
 
 
 @pytest.mark.parametrize("name", SYNTH)
@@ -48,9 +36,11 @@ def test_fit_returns_a_valid_set_that_records_the_run(tiny_real, name, flip):
     assert synset.images.shape == (8, 1, 28, 28)  # the mirrors are never stored
     assert synset.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert synset.distill_iterations == 3 and synset.method == name
-    assert synset.method_config["flip"] is flip and synset.method_config.get("width", 8) == 8
+    assert synset.method_config["flip"] is flip and synset.method_config == dataclasses.asdict(synth.config)
     assert len(synset.extra["loss_curve"]["loss"]) == 3
     assert not torch.equal(synset.images, create_synthesizer("random").fit(tiny_real, 2).images)
+    # soft_labels: the set carries its own (stored, or the teacher it names) exactly when the class says so
+    assert (synset.soft_labels is not None or bool(synset.extra.get("teacher"))) is synth.soft_labels
 
 
 @pytest.mark.parametrize("name", SYNTH)
@@ -143,12 +133,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_real, tmp_path, 
     assert torch.load(ckpt, weights_only=True)["iteration"] == 2
 
 
-def test_joint_and_per_class_batching_give_the_same_gradient(tiny_real):
-    """Instance norm has no cross-sample coupling: one forward for all classes == a per-class loop."""
-    results = []
+def test_joint_and_per_class_batching_give_the_same_gradient(tiny_real, monkeypatch):
+    """Instance norm has no cross-sample coupling: one forward for all classes == a per-class loop. The forward
+    passes are counted, so the joint path is known to have run (one pass of 4 classes, real and synthetic, per
+    iteration) and the per-class path too (4 passes of one class each)."""
+    original, passes = DM._features, []
+
+    def counted(self, net, batches):
+        passes.append(len(batches))
+        return original(self, net, batches)
+
+    monkeypatch.setattr(DM, "_features", counted)
+    results, seen = [], {}
     for mode in ("joint", "per-class"):
+        passes.clear()
         synset = small("datadam", class_batching=mode).fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
         results.append(synset.images)
+        seen[mode] = list(passes)
+    assert seen == {"joint": [4, 4] * 2, "per-class": [1] * 16}
     assert torch.allclose(results[0], results[1], atol=1e-5)
 
 
@@ -219,9 +221,74 @@ def test_budget_validation():
 
 def test_class_flags_are_declared():
     for name, cls in SYNTHESIZERS.items():
-        assert cls.kind in ("selection", "synthesis")
+        assert cls.kind in ("selection", "synthesis", "whole")
         assert isinstance(cls.class_separable, bool) and isinstance(cls.needs_teacher, bool)
-        assert isinstance(cls.soft_labels, bool)
+        assert isinstance(cls.soft_labels, bool) and isinstance(cls.supports_view, bool)
+        assert cls.teacher_folder in ("", "experts", "committee")
+        assert set(cls.TINY) <= {f.name for f in dataclasses.fields(cls.Config)}, name
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_supports_view_is_what_the_factory_accepts(name):
+    cls = SYNTHESIZERS.get(name)
+    if cls.supports_view:
+        assert create_synthesizer(name, flip=True).config.flip is True
+    else:
+        with pytest.raises(ConfigError, match="flip applies to synthesizers only"):
+            create_synthesizer(name, flip=True)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_needs_teacher_is_a_folder_the_method_refuses_to_run_without(tiny_real, name):
+    """A method that needs a teacher names the Config field of its folder and says how to build one; every other
+    method runs on its TINY options alone (the registry-wide tests above)."""
+    cls = SYNTHESIZERS.get(name)
+    assert cls.needs_teacher is bool(cls.teacher_folder)
+    if cls.needs_teacher:
+        with pytest.raises(ConfigError, match=f"dsdistill {cls.teacher_folder}"):
+            small(name, **{cls.teacher_folder: ""}).fit(tiny_real, 1, budget=Budget(iterations=1))
+
+
+@pytest.mark.parametrize("name", SYNTH)
+def test_class_separable_is_whether_the_method_can_be_split_by_class(tiny_real, name):
+    assert (small(name).shard_problem(tiny_real) is None) is SYNTHESIZERS.get(name).class_separable
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_fit_refuses_unknown_arguments(tiny_real, name):
+    """fit() used to swallow any keyword (`**_`): a typo such as `budgett=` ran a default-length run silently."""
+    with pytest.raises(TypeError, match="budgett"):
+        small(name).fit(tiny_real, 1, budgett=Budget(iterations=1))
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if SYNTHESIZERS.get(n).kind != "synthesis"])
+def test_a_selection_refuses_a_budget_and_a_checkpoint(tiny_real, name, tmp_path):
+    with pytest.raises(ConfigError, match="takes no budget"):
+        small(name).fit(tiny_real, 1, budget=Budget(iterations=1))
+    with pytest.raises(ConfigError, match="takes no checkpoint"):
+        small(name).fit(tiny_real, 1, checkpoint=tmp_path / "x.ckpt")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_fit_leaves_no_run_state_on_the_method(tiny_real, name):
+    """Everything a run computes lives in State (checkpointed, or rebuilt at start), never on the method: a method
+    object that ran is the object it was, so running it again, or resuming in a fresh one, gives the same bytes."""
+    method = small(name)
+    before = dict(vars(method))
+    kwargs = {"budget": Budget(iterations=2)} if method.kind == "synthesis" else {}
+    first = method.fit(tiny_real, 1, seed=0, **kwargs)
+    assert vars(method) == before
+    assert method.fit(tiny_real, 1, seed=0, **kwargs).payload_sha256() == first.payload_sha256()
+
+
+def test_fit_without_a_budget_runs_the_preset_else_the_default(tiny_real):
+    """The API's default is the CLI's (DEFAULT_BUDGET), and a method built from a preset runs its iterations."""
+    method = small("dm")
+    assert method.preset_iterations is None
+    method.preset_iterations = 2                  # what the factory sets from a preset's `iterations`
+    assert method.fit(tiny_real, 1).distill_iterations == 2
+    assert create_synthesizer("dm.fmnist-cpu").preset_iterations == 400
+    assert DEFAULT_BUDGET == Budget(iterations=100)
 
 
 @pytest.mark.parametrize("spec", sorted(f"{name}.{preset}" for name, cls in SYNTHESIZERS.items()
@@ -240,3 +307,18 @@ def test_mtt_cpu_presets_fit_the_cpu_experts():
     for preset in ("mtt.fmnist-cpu", "mtt.fmnist-cpu-ipc1"):
         _, values = resolve_method(preset)
         assert values["max_start_epoch"] - 1 + values["expert_epochs"] <= 11, preset
+
+
+@pytest.mark.parametrize("name", SYNTH)
+def test_the_base_owns_fit_and_every_export_has_its_signature(name):
+    """CV-DD overrode fit and MTT's export took other arguments; a method now adds behaviour through hooks."""
+    cls = SYNTHESIZERS.get(name)
+    assert cls.fit is Synthesizer.fit
+    assert inspect.signature(cls.export) == inspect.signature(Synthesizer.export)
+
+
+def test_every_module_of_the_package_is_imported_so_a_method_is_one_file():
+    names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    assert {"cvdd", "dm", "mtt", "ncfm", "select", "factory"} <= set(names)
+    assert all(f"dsdistill.synthesizers.{n}" in sys.modules for n in names)
+    assert {cls.__module__ for _, cls in SYNTHESIZERS.items()} <= {f"dsdistill.synthesizers.{n}" for n in names}

@@ -321,7 +321,7 @@ class Runner:
     def load_set(self, record: dict[str, Any]) -> SyntheticSet:
         """A stored set (read by rank 0 and shared); the whole training set is the data itself, on every rank."""
         if record["family"] == "whole":
-            synset = create_synthesizer("whole").fit(self.real(record["dataset"], bool(record.get("zca"))))
+            synset = create_synthesizer(record["method"]).fit(self.real(record["dataset"], bool(record.get("zca"))))
         else:
             synset = self.from_main(lambda: SyntheticSet.load(record["set_path"]), "sharing the stored set")
         if synset.payload_sha256() != record["set_sha256"]:

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._config import make_config
 from .prerequisites import Build, parse_command
 from ..errors import ConfigError
 from ..evaluate import get_protocol
-from ..synthesizers import Budget, Method, resolve_method
+from ..synthesizers import Budget, Built, Method, build, resolve_method
 from ..synthesizers.base import _OPERATIONAL
 
 if sys.version_info >= (3, 11):
@@ -82,20 +81,21 @@ class Cell:
                                           # (None: no soft-label protocol, or the method's sets carry their own)
     teacher_labels: str = "online"        # how the teacher labels: online per crop, or stored once (TEACHER_LABELS)
 
+    def built(self) -> Built:
+        """The method and its budget, through the one factory."""
+        return build(self.method, dict(self.options), iterations=self.iterations, minutes=self.minutes)
+
     def build(self) -> Method:
-        cls, preset = resolve_method(self.method)
-        preset.pop("iterations", None)
-        return cls(make_config(cls.Config, {**preset, **dict(self.options)}))
+        return self.built().method
 
     @property
     def kind(self) -> str:
-        return "whole" if self.method == "whole" else resolve_method(self.method)[0].kind
+        """The method's kind, which is its records' family: synthesis, selection or whole."""
+        return resolve_method(self.method)[0].kind
 
     def budget(self) -> Budget | None:
         """None for selections and for a method's own schedule (cvdd: iterations_per_ipc x IPC)."""
-        if self.kind != "synthesis" or (self.iterations is None and self.minutes is None):
-            return None
-        return Budget(iterations=self.iterations, minutes=self.minutes)
+        return self.built().budget
 
     def recipe(self) -> dict[str, Any]:
         """Everything that decides the set's bytes; its hash is the distillation record's key."""
@@ -192,6 +192,18 @@ def _entry_teachers(entry: dict[str, Any], cls: type, spec: str, protocols: tupl
     return dict(_teachers(given if given is not None else default, datasets, where))
 
 
+def _build(spec: str, values: dict[str, Any], entry: dict[str, Any], where: str) -> Built:
+    """The entry's method through the factory; a suite names every synthesizer's budget (or takes its preset's, or
+    the method's own schedule), since the budget is part of each record's key and a default would move it."""
+    try:
+        built = build(spec, values, iterations=entry.get("iterations"), minutes=entry.get("minutes"))
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if built.source == "the default":
+        raise ConfigError(f"{where}: give a budget: iterations = N or minutes = M")
+    return built
+
+
 def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
                  prerequisites: dict[str, Prerequisite]) -> list[Cell]:
     _unknown(entry, METHOD_KEYS, where)
@@ -199,7 +211,7 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     if not isinstance(spec, str):
         raise ConfigError(f"{where}: give the method, e.g. method = \"dm.fmnist-cpu\"")
     where = f"{where} ({spec})"
-    cls, preset = resolve_method(spec)
+    cls = resolve_method(spec)[0]
     options = entry.get("set", {})
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: set must be a table, e.g. set = {{ batch_real = 64 }}")
@@ -207,29 +219,18 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     zca = entry.get("zca", False)
     if not isinstance(zca, bool):
         raise ConfigError(f"{where}: zca must be true or false, got {zca!r}")
-    synthesis = cls.kind == "synthesis"
-    if any(flips) and not synthesis:
-        raise ConfigError(f"{where}: flip applies to synthesizers only")
-    iterations, minutes = entry.get("iterations"), entry.get("minutes")
-    if synthesis:
-        if iterations is None and minutes is None:
-            iterations = preset.get("iterations")
-        if iterations is not None or minutes is not None:
-            Budget(iterations=iterations, minutes=minutes)     # positive, checked once
-        elif not getattr(cls, "schedules_itself", False):
-            raise ConfigError(f"{where}: give a budget: iterations = N or minutes = M")
-    elif iterations is not None or minutes is not None:
-        raise ConfigError(f"{where}: a selection method takes no budget (iterations/minutes)")
+    builts = {flip: _build(spec, {**options, **({"flip": True} if flip else {})}, entry, where) for flip in flips}
     requires = tuple(_list(entry["requires"], str, "requires", where)) if "requires" in entry else ()
     for name in requires:
         if name not in prerequisites:
             raise ConfigError(f"{where}: requires {name!r}, which no [[prerequisites]] entry names; "
                               f"known: {', '.join(prerequisites) or 'none'}")
     datasets = _list(entry.get("datasets", defaults["datasets"]), str, "datasets", where)
-    ipcs = [0] if spec == "whole" else _list(entry.get("ipcs", defaults["ipcs"]), int, "ipcs", where)
-    if spec != "whole" and any(i < 1 for i in ipcs):
+    whole = cls.kind == "whole"   # the whole training set: no IPC, and no seed changes it
+    ipcs = [0] if whole else _list(entry.get("ipcs", defaults["ipcs"]), int, "ipcs", where)
+    if not whole and any(i < 1 for i in ipcs):
         raise ConfigError(f"{where}: ipcs must be positive, got {ipcs}")
-    seeds = [0] if spec == "whole" else _list(entry.get("seeds", defaults["seeds"]), int, "seeds", where)
+    seeds = [0] if whole else _list(entry.get("seeds", defaults["seeds"]), int, "seeds", where)
     protocols = tuple(_list(entry.get("protocols", defaults["protocols"]), str, "protocols", where))
     for p in protocols:
         get_protocol(p)
@@ -243,7 +244,7 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     cells = []
     for flip in flips:
         values = {**options, **({"flip": True} if flip else {})}
-        make_config(cls.Config, {**{k: v for k, v in preset.items() if k != "iterations"}, **values})  # unknown keys
+        budget = builts[flip].budget
         label = entry.get("label") or spec
         if zca:
             label += "+zca"
@@ -254,8 +255,8 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
                 for seed in seeds:
                     cells.append(Cell(dataset=dataset, label=label, method=spec,
                                       options=tuple(sorted(values.items())), ipc=ipc, seed=seed,
-                                      protocols=protocols, iterations=iterations if synthesis else None,
-                                      minutes=minutes if synthesis else None, requires=requires, zca=zca,
+                                      protocols=protocols, iterations=budget.iterations if budget else None,
+                                      minutes=budget.minutes if budget else None, requires=requires, zca=zca,
                                       teacher=teachers[dataset],
                                       teacher_labels=teacher_labels if teachers[dataset] else "online"))
     return cells

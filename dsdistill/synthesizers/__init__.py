@@ -1,37 +1,23 @@
 """Methods that make synthetic sets: selection baselines and synthesizers, in one registry.
 
-Method modules are listed explicitly (no star-import side effects); a new method is one file
-plus one line here.
+Every module of this package is imported here (pkgutil), and a method module registers its class with
+`@register`: a new method is one file, with no import list to extend. `factory.build` turns a spec and its
+overrides into (method, budget) for the CLI, the suites and the benchmarks.
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import pkgutil
 
-from . import cvdd, datadam, dm, mtt, ncfm, select  # noqa: F401  (each registers itself)
-from .base import Budget, Interrupted, State, SynthConfig, Synthesizer
+from .base import Interrupted, State, SynthConfig, Synthesizer
+from .budget import DEFAULT_BUDGET, Budget, choose_budget
+from .factory import Built, build, create_synthesizer, resolve_method
 from .method import Method, check_ipc, class_major_labels, new_set, not_separable
 from .registry import SYNTHESIZERS, register
 
-__all__ = ["SYNTHESIZERS", "Method", "Synthesizer", "SynthConfig", "State", "Budget", "Interrupted", "register",
-           "create_synthesizer", "resolve_method", "check_ipc", "class_major_labels", "new_set",
-           "not_separable"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-
-def resolve_method(spec: str) -> tuple[type, dict[str, Any]]:
-    """'datadam.official' -> (DataDAM, that preset's values); 'dm' -> (DM, {})."""
-    name, _, preset = spec.partition(".")
-    cls = SYNTHESIZERS.get(name)
-    if not preset:
-        return cls, {}
-    presets = getattr(cls, "PRESETS", {})
-    if preset not in presets:
-        from ..errors import UnknownNameError
-        raise UnknownNameError(f"unknown preset {spec!r}; valid: {', '.join(f'{name}.{p}' for p in presets) or 'none'}")
-    return cls, dict(presets[preset])
-
-
-def create_synthesizer(name: str, config: Any = None, **overrides: Any) -> Method:
-    """create_synthesizer("datadam.official", flip=True): presets first, explicit values win."""
-    cls, preset = resolve_method(name)
-    preset.pop("iterations", None)
-    return cls(config, **{**preset, **overrides})
+__all__ = ["SYNTHESIZERS", "Method", "Synthesizer", "SynthConfig", "State", "Budget", "DEFAULT_BUDGET", "Interrupted",
+           "Built", "register", "build", "choose_budget", "create_synthesizer", "resolve_method", "check_ipc",
+           "class_major_labels", "new_set", "not_separable"]

@@ -37,6 +37,7 @@ from ..data import RealData
 from .._distributed import World
 from ..errors import CheckpointError, ConfigError, DivergedError
 from ..synset import SyntheticSet
+from .budget import Budget, choose_budget
 from .method import Method, check_ipc, class_major_labels, new_set, not_separable
 from .sharding import agree, common_checkpoint, previous
 from .views import view_for
@@ -57,34 +58,24 @@ class SynthConfig:
 
 
 @dataclass
-class Budget:
-    iterations: int | None = None
-    minutes: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.iterations is None and self.minutes is None:
-            raise ConfigError("give a budget: --iterations N or --minutes M")
-        if (self.iterations is not None and self.iterations < 1) or (self.minutes is not None and self.minutes <= 0):
-            raise ConfigError("the budget must be positive")
-
-    def done(self, it: int, elapsed: float) -> bool:
-        return ((self.iterations is not None and it >= self.iterations)
-                or (self.minutes is not None and elapsed >= 60 * self.minutes))
-
-
-@dataclass
 class State:
-    """What a run carries between iterations (and into a checkpoint)."""
-    images: Tensor                              # [K*ipc, C, H, W], requires grad
-    optimizer: torch.optim.Optimizer
-    ipc: int
-    extra: dict[str, Any] = field(default_factory=dict)   # method state: tensors, or objects with
+    """What a run carries between iterations. Everything a method computes for a run lives here, never on the
+    method object, so one object can run twice and a fresh one resumes a checkpoint. `extra` goes into the
+    checkpoint; `context` is rebuilt at every start from the config, the data and the files the config names (all
+    pinned by the checkpoint's identity), so a checkpoint never copies a committee or a pool."""
+    images: Tensor | None = None                # [K*ipc, C, H, W], requires grad (set by Synthesizer.start)
+    optimizer: torch.optim.Optimizer | None = None
+    ipc: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)   # method state: tensors, plain values, or objects with
                                                           # state_dict/load_state_dict (saved as such)
     iteration: int = 0
     elapsed: float = 0.0
     losses: list[float] = field(default_factory=list)
     classes: tuple[int, ...] = ()                         # the (global) classes whose images this state
                                                           # holds, in order; () = all of them
+    context: dict[str, Any] = field(default_factory=dict) # what setup read or built (models, experts), not saved
+    budget: Budget | None = None                          # this run's budget (after plan_budget)
+    world: World = field(default_factory=World)           # the process group (one process by default)
 
     def served(self, num_classes: int) -> tuple[int, ...]:
         """The classes this state holds: `classes`, or all of them when it is empty."""
@@ -133,6 +124,16 @@ class Synthesizer(Method):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     # ---- what a method implements
+    def setup(self, real: RealData, state: State, seed: int) -> None:
+        """Before the images: check the config, read what the method works from (a committee, a pool, experts) into
+        state.context and fix its plan (CV-DD's voters) in state.extra."""
+
+    def plan_budget(self, budget: Budget | None, state: State) -> Budget:
+        """This run's budget. None only for a method that schedules itself, which plans its length here."""
+        if budget is None:
+            raise ConfigError(f"{self.name} plans no length of its own: give a budget (--iterations N or --minutes M)")
+        return budget
+
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
         raise NotImplementedError
 
@@ -158,8 +159,8 @@ class Synthesizer(Method):
     def view(self):
         return view_for(self.config.flip)
 
-    def init_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
-        kind = self.config.init
+    def init_images(self, real: RealData, state: State, seed: int) -> Tensor:
+        kind, ipc = self.config.init, state.ipc
         if kind == "real":
             return torch.cat([real.train.sample_class(c, ipc, make_generator(seed, "init", c))
                               for c in real.class_ids]).clone()
@@ -230,21 +231,33 @@ class Synthesizer(Method):
                 state.extra[key] = value
         state.iteration, state.elapsed, state.losses = ckpt["iteration"], ckpt["elapsed"], list(ckpt["losses"])
 
+    def start(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
+              world: World | None = None) -> State:
+        """A run's state before its first iteration: setup, budget, images, optimizer, extra (what fit starts
+        from; the benchmarks time `step` from it)."""
+        state = State(ipc=ipc, classes=real.class_ids, world=world or World())
+        self.setup(real, state, seed)
+        chosen, _ = choose_budget(self, budget, self.preset_iterations)
+        state.budget = self.plan_budget(chosen, state)
+        images = self.init_images(real, state, seed).detach().requires_grad_(True)
+        state.images, state.optimizer = images, self.make_optimizer(images)
+        self.init_extra(real, state, seed)
+        return state
+
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
-            checkpoint: str | Path | None = None, resume: bool = False, world: World | None = None,
-            **_: Any) -> SyntheticSet | None:
-        """Run to the budget and export. Under torchrun (`world` sharded) `real` holds this rank's
+            checkpoint: str | Path | None = None, resume: bool = False,
+            world: World | None = None) -> SyntheticSet | None:
+        """Run to the budget and export. Without a budget: the preset's iterations, else the method's own schedule,
+        else DEFAULT_BUDGET (`budget.choose_budget`). Under torchrun (`world` sharded) `real` holds this rank's
         classes (`distributed.load_shard`); rank 0 returns the whole set, the other ranks None."""
         world = world or World()
-        budget = budget or Budget(iterations=100)
         self._check_classes(real, world)
         check_ipc(real, ipc)
         if self.config.flip and real.digits and world.is_main:
             warnings.warn(f"--flip on {real.name}: digits are not mirror-symmetric, FYI's premise fails there",
                           stacklevel=2)
-        images = self.init_images(real, ipc, seed).detach().requires_grad_(True)
-        state = State(images=images, optimizer=self.make_optimizer(images), ipc=ipc, classes=real.class_ids)
-        self.init_extra(real, state, seed)
+        state = self.start(real, ipc, seed, budget=budget, world=world)
+        budget = state.budget
         identity = self._identity(real, ipc, seed, world)
         ckpt_path = world.checkpoint_path(checkpoint) if checkpoint else None
         if resume:

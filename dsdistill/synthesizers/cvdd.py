@@ -42,7 +42,6 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,10 +51,11 @@ from torch import Tensor, nn
 from .._seed import make_generator
 from ..augment.crops import RRC_SCALE, jitter, random_resized_crop
 from ..data import RealData
-from .._distributed import World
 from ..errors import ConfigError
 from ..synset import SyntheticSet
 from ..teachers.ensemble import RELABEL_TEMPERATURE, Teacher, prior_weights
+from ..teachers.committee import load_committee
+from ..teachers.relabel import relabel
 from .base import Budget, State, SynthConfig, Synthesizer
 from .losses import bn_statistics_loss
 from .sharding import sum_in_order
@@ -192,6 +192,7 @@ def index_bounds(total: int, ipc: int) -> list[int]:
 class CVDD(Synthesizer):
     Config = CVDDConfig
     needs_teacher = True
+    teacher_folder = "committee"
     soft_labels = True           # relabel: the committee's logits stored, or the committee named (online)
     class_separable = True       # the BN term's batch statistics, its only quantity over all classes, are added up
                                  # from per-class moments, across torchrun processes too (World.ordered_sum)
@@ -223,9 +224,9 @@ class CVDD(Synthesizer):
         if len(cfg.betas) != 2 or len(cfg.rrc_scale) != 2 or not 0 < cfg.rrc_scale[0] <= cfg.rrc_scale[1] <= 1:
             raise ConfigError("cvdd needs betas=b1,b2 and rrc_scale=lo,hi with 0 < lo <= hi <= 1")
 
-    def _setup(self, real: RealData, ipc: int, seed: int) -> None:
-        """Load the committee, fix the priors, the voter schedule and the relabel teacher (once per fit)."""
-        from ..teachers.committee import load_committee
+    def setup(self, real: RealData, state: State, seed: int) -> None:
+        """Load the committee (state.context); fix the priors, the voter schedule and the relabel teacher's members
+        (state.extra, so the checkpoint records the plan)."""
         self._check(real)
         cfg = self.config
         committee = load_committee(cfg.committee, real, device=real.train.images.device)
@@ -237,48 +238,46 @@ class CVDD(Synthesizer):
                 raise ConfigError(f"cvdd priors: {len(cfg.priors)} values for {len(priors)} members "
                                   f"({', '.join(committee.names)})")
             priors = [float(p) for p in cfg.priors]
-        self._committee, self._priors = committee, priors
-        self._schedule = voter_schedule(priors, ipc, cfg.voters, cfg.schedule, seed)
+        schedule = voter_schedule(priors, state.ipc, cfg.voters, cfg.schedule, seed)
         if cfg.relabel_teachers == "voters":
-            used = sorted({i for pair in self._schedule for i in pair})
+            used = sorted({i for pair in schedule for i in pair})
         else:
             used = list(range(len(priors)))
-        self._teacher_members = used
-        self._ipc = ipc
+        state.context["committee"] = committee
+        state.extra.update(priors=priors, schedule=schedule, teacher_members=used)
 
-    def _voter_weights(self, pair: list[int]) -> Tensor:
-        if self.config.weighting == "equal":
-            return torch.full((len(pair),), 1.0 / len(pair))
-        return prior_weights([self._priors[i] for i in pair], self.config.weight_temperature)
-
-    def relabel_teacher(self, bn_mode: str) -> Teacher:
-        chosen = self._committee.select([self._committee.names[i] for i in self._teacher_members])
-        weights = prior_weights([self._priors[i] for i in self._teacher_members], self.config.relabel_temperature)
-        return chosen.teacher(weights, bn_mode)
-
-    def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None, **kwargs: Any) -> SyntheticSet:
+    def plan_budget(self, budget: Budget | None, state: State) -> Budget:
         """The budget is the TOTAL over the IPC indices, split evenly; without one, iterations_per_ipc x IPC."""
-        self._setup(real, ipc, seed)
-        planned = ipc * self.config.iterations_per_ipc
+        planned = state.ipc * self.config.iterations_per_ipc
         if budget is None:
-            budget = Budget(iterations=planned)
-        elif budget.iterations is None:
+            return Budget(iterations=planned)
+        if budget.iterations is None:
             warnings.warn(f"cvdd with only --minutes: the plan is {planned} iterations ({self.config.iterations_per_ipc}"
                           " per IPC index); if time runs out first, the later IPC indices keep their initial images",
-                          stacklevel=2)
-            budget = Budget(iterations=planned, minutes=budget.minutes)
-        self._total = budget.iterations
-        self._world = kwargs.get("world") or World()
-        return super().fit(real, ipc, seed, budget=budget, **kwargs)
+                          stacklevel=4)
+            return Budget(iterations=planned, minutes=budget.minutes)
+        return budget
+
+    def _voter_weights(self, state: State, pair: list[int]) -> Tensor:
+        if self.config.weighting == "equal":
+            return torch.full((len(pair),), 1.0 / len(pair))
+        return prior_weights([state.extra["priors"][i] for i in pair], self.config.weight_temperature)
+
+    def relabel_teacher(self, state: State, bn_mode: str) -> Teacher:
+        committee, members = state.context["committee"], state.extra["teacher_members"]
+        chosen = committee.select([committee.names[i] for i in members])
+        weights = prior_weights([state.extra["priors"][i] for i in members], self.config.relabel_temperature)
+        return chosen.teacher(weights, bn_mode)
 
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
         return torch.optim.Adam([images], lr=self.config.lr, betas=tuple(self.config.betas))
 
     # ---- initialisation: medium-difficulty real images
-    def init_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
+    def init_images(self, real: RealData, state: State, seed: int) -> Tensor:
         if self.config.init != "medium":
-            return super().init_images(real, ipc, seed)
-        teacher = self.relabel_teacher("eval")
+            return super().init_images(real, state, seed)
+        ipc = state.ipc
+        teacher = self.relabel_teacher(state, "eval")
         picked = []
         for c in real.class_ids:  # the classes this process serves (all of them in one process)
             n = min(self.config.candidates, real.train.class_size(c))
@@ -294,10 +293,11 @@ class CVDD(Synthesizer):
         return torch.cat(picked).clone()
 
     # ---- one iteration
-    def _position(self, it: int) -> tuple[int, int, int]:
+    @staticmethod
+    def _position(state: State, it: int) -> tuple[int, int, int]:
         """(IPC index, iteration within it, its length)."""
-        bounds = index_bounds(self._total, self._ipc)
-        k = max(i for i in range(self._ipc) if bounds[i] <= it)
+        bounds = index_bounds(state.budget.iterations, state.ipc)
+        k = max(i for i in range(state.ipc) if bounds[i] <= it)
         return k, it - bounds[k], bounds[k + 1] - bounds[k]
 
     def _augment(self, x: Tensor, real: RealData, seed: int, it: int, c: int) -> Tensor:
@@ -309,8 +309,8 @@ class CVDD(Synthesizer):
         x = random_resized_crop(x, gen, scale=tuple(cfg.rrc_scale), flip=not real.digits)
         return jitter(x, gen, cfg.jitter)
 
-    def _voter(self, member: int, batches: list[Tensor]) -> VoterPass:
-        model = self._committee.members[member].model
+    def _voter(self, state: State, member: int, batches: list[Tensor]) -> VoterPass:
+        model = state.context["committee"].members[member].model
         if self.config.class_batching == "joint":
             return voter_pass(model, torch.cat(batches), len(batches))
         passes = [voter_pass(model, x) for x in batches]
@@ -323,8 +323,8 @@ class CVDD(Synthesizer):
         BN term, whose batch statistics come from every class's moments (summed in class order over the ranks);
         only the last rank reports the BN term, so the ranks' terms add up to one process's loss."""
         cfg = self.config
-        world = getattr(self, "_world", None) or World()
-        k, local, length = self._position(it)
+        world = state.world
+        k, local, length = self._position(state, it)
         if local == 0:
             state.optimizer.state.clear()  # CV-DD: a fresh optimiser for every IPC index
         for group in state.optimizer.param_groups:
@@ -335,9 +335,9 @@ class CVDD(Synthesizer):
                    for i, c in zip(index.tolist(), classes)]
         copies = batches[0].shape[0]
         samples = real.num_classes * copies  # the whole batch, over every rank: CE is its mean
-        pair = self._schedule[k]
-        weights = self._voter_weights(pair).tolist()
-        passes = [self._voter(member, batches) for member in pair]
+        pair = state.extra["schedule"][k]
+        weights = self._voter_weights(state, pair).tolist()
+        passes = [self._voter(state, member, batches) for member in pair]
         labels = torch.tensor(classes, device=state.images.device).repeat_interleave(copies)
         loss = state.images.new_zeros(())
         terms = [0.0] * len(classes)
@@ -371,10 +371,10 @@ class CVDD(Synthesizer):
 
     # ---- relabel and export
     def export(self, real: RealData, state: State, seed: int, images: Tensor | None = None) -> SyntheticSet:
-        from ..teachers.relabel import relabel
         synset = super().export(real, state, seed, images)
         cfg = self.config
-        synset.extra["voters"] = [[self._committee.names[i] for i in pair] for pair in self._schedule]
-        synset.extra["priors"] = dict(zip(self._committee.names, self._priors))
-        teacher = self.relabel_teacher("eval" if cfg.relabel == "stored" else "train")
+        names = state.context["committee"].names
+        synset.extra["voters"] = [[names[i] for i in pair] for pair in state.extra["schedule"]]
+        synset.extra["priors"] = dict(zip(names, state.extra["priors"]))
+        teacher = self.relabel_teacher(state, "eval" if cfg.relabel == "stored" else "train")
         return relabel(synset, teacher, cfg.relabel, cfg.relabel_temperature)

@@ -6,6 +6,7 @@ between mean embeddings, summed over classes; SGD on the pixels.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +47,16 @@ class Features:
     embedding: Tensor
 
 
+@functools.lru_cache(maxsize=None)
+def dsa_for(strategy: str, all_groups: bool = False) -> DSA:
+    """One DSA per strategy (it holds no state beyond its parsed config), shared rather than kept on a method."""
+    return DSA(DSAConfig(strategy=strategy, all_groups=all_groups))
+
+
 @register("dm")
 class DM(Synthesizer):
     Config = DMConfig
+    TINY = {"width": 8, "batch_real": 6}   # a narrow ConvNet and 6 real images per class
     PRESETS = {
         "paper": {"iterations": 20000},                      # DM official: 20k iterations
         # ours: sized for 2 CPU cores (about 10 minutes at IPC 10); 64 real images per class is
@@ -81,9 +89,7 @@ class DM(Synthesizer):
     def dsa(self, real: RealData) -> DSA | None:
         if not self.config.dsa:
             return None
-        if not hasattr(self, "_dsa"):
-            self._dsa = DSA(DSAConfig(strategy=dsa_strategy_for(real.digits)))
-        return self._dsa
+        return dsa_for(dsa_strategy_for(real.digits))
 
     def class_inputs(self, state: State, real: RealData, c: int, it: int, seed: int) -> tuple[Tensor, Tensor]:
         """The per-class seam: class c's augmented real batch and (viewed) synthetic batch."""

@@ -24,12 +24,18 @@ class Method(abc.ABC):
 
     name: ClassVar[str] = "?"
     Config: ClassVar[type] = NoConfig
-    kind: ClassVar[str] = "synthesis"      # "selection" or "synthesis"
-    needs_teacher: ClassVar[bool] = False  # works from models trained on the real data
+    kind: ClassVar[str] = "synthesis"      # "synthesis", "selection", or "whole" (the whole training set: the upper
+                                           # reference, no IPC, no seed; a record's `family` is its method's kind)
+    needs_teacher: ClassVar[bool] = False  # works from models trained on the real data (a folder it must be given)
+    teacher_folder: ClassVar[str] = ""     # the Config field naming that folder, by what builds it: "experts" or
+                                           # "committee" (tests/conftest.py has one tiny folder of each)
     class_separable: ClassVar[bool] = True # classes can be processed independently (sharding)
-    supports_view: ClassVar[bool] = True   # accepts FYI's flip view
+    supports_view: ClassVar[bool] = True   # accepts FYI's flip view (the factory refuses flip otherwise)
+    schedules_itself: ClassVar[bool] = False  # plans its own length when given no budget (CV-DD: per IPC index)
     soft_labels: ClassVar[bool] = False    # its sets carry their own soft labels (stored, or a teacher they name),
                                            # so a soft-label protocol (kd) needs no --teacher for them
+    TINY: ClassVar[dict[str, Any]] = {}    # options that make a run on tests/conftest.py's tiny data quick (the
+                                           # registry-wide tests use them, plus teacher_folder's tiny folder)
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is None:
@@ -37,10 +43,13 @@ class Method(abc.ABC):
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         self.config = config
+        self.preset_iterations: int | None = None  # the preset's budget (the factory sets it): fit()'s default
 
     @abc.abstractmethod
-    def fit(self, real: RealData, ipc: int, seed: int = 0, **kwargs: Any) -> SyntheticSet:
-        """Build the set; real data is already on the device the method should use."""
+    def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
+            resume: bool = False, world: Any = None) -> SyntheticSet | None:
+        """Build the set; real data is already on the device the method should use. Every method takes the same
+        arguments and refuses others; a selection refuses a budget (it has none)."""
 
 
 def not_separable(name: str) -> str:

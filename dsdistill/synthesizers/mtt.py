@@ -45,7 +45,7 @@ from .._seed import make_generator
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError, DivergedError
-from ..teachers.experts import Experts, load_experts, new_model
+from ..teachers.experts import load_experts, new_model
 from ..synset import SyntheticSet
 from .base import State, SynthConfig, Synthesizer
 from .registry import register
@@ -134,6 +134,8 @@ class MTT(Synthesizer):
     Config = MTTConfig
     class_separable = False   # one student sees all classes at once
     needs_teacher = True      # expert trajectories trained on the real data
+    teacher_folder = "experts"
+    TINY = {"syn_steps": 3, "max_start_epoch": 2, "lr_img": 10.0}   # tests/conftest.py's tiny experts: 4 epochs
     PRESETS = {
         # MTT's published rows (reference/trajectory.md 2.3; add --zca where the row says ZCA), 5000 iterations.
         # CIFAR-10 IPC 10: lr_img 100 (the README's value makes the step size blow up: author, issue #31)
@@ -181,47 +183,41 @@ class MTT(Synthesizer):
         if cfg.intermediate != "none" and cfg.syn_steps < cfg.expert_epochs:
             raise ConfigError("mtt intermediate matching needs syn_steps >= expert_epochs")
 
-    def expert_folder(self, real: RealData) -> Experts:
-        """The expert folder, read and checked once per synthesizer."""
+    def setup(self, real: RealData, state: State, seed: int) -> None:
+        """The expert folder, read and checked (errors about the experts come before any work), and the student
+        network as a function of a flat parameter vector, in state.context."""
         self._check()
         cfg = self.config
-        key = (cfg.experts, real.name, cfg.arch, cfg.norm, cfg.width, cfg.depth)
-        if getattr(self, "_experts_key", None) != key:
-            options = {"norm": cfg.norm, "width": cfg.width, "depth": cfg.depth}
-            self._experts = load_experts(cfg.experts, real, cfg.arch, options)
-            self._experts.check_window(cfg.max_start_epoch, cfg.expert_epochs)
-            net = new_model(cfg.arch, real, self._experts.model_options).to(real.train.images.device)
-            self._flat = FlatParams(net)
-            self._experts_key = key
-        return self._experts
+        experts = load_experts(cfg.experts, real, cfg.arch, {"norm": cfg.norm, "width": cfg.width, "depth": cfg.depth})
+        experts.check_window(cfg.max_start_epoch, cfg.expert_epochs)
+        net = new_model(cfg.arch, real, experts.model_options).to(real.train.images.device)
+        state.context.update(experts=experts, flat=FlatParams(net))
 
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
         return torch.optim.SGD([images], lr=self.config.lr_img, momentum=self.config.momentum)
 
     def init_extra(self, real: RealData, state: State, seed: int) -> None:
-        self.expert_folder(real)
         lr = LearnedLR(self.config.lr_teacher).to(state.images.device)
         state.extra["lr"] = lr
         state.extra["lr_optimizer"] = torch.optim.SGD(lr.parameters(), lr=self.config.lr_lr,
                                                       momentum=self.config.momentum)
 
-    def init_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
-        self.expert_folder(real)  # errors about the experts come before any work
+    def init_images(self, real: RealData, state: State, seed: int) -> Tensor:
         if self.config.init != "representative":
-            return super().init_images(real, ipc, seed)
-        return self.representative_images(real, ipc, seed)
+            return super().init_images(real, state, seed)
+        return self.representative_images(real, state, seed)
 
     @torch.no_grad()
-    def representative_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
+    def representative_images(self, real: RealData, state: State, seed: int) -> Tensor:
         """AST's representative initialisation (k = IPC clusters per class, see the module docstring)."""
-        experts = self.expert_folder(real)
+        experts, flat, ipc = state.context["experts"], state.context["flat"], state.ipc
         gen = make_generator(seed, "representative")
         pick = int(torch.randint(len(experts), (1,), generator=gen))
         theta = experts.trajectories[pick][-1].to(real.train.images.device)
         chosen = []
         for c in range(real.num_classes):
             images = real.train.class_images(c)
-            logits = torch.cat([self._flat(theta, x) for x in images.split(1000)]).cpu()
+            logits = torch.cat([flat(theta, x) for x in images.split(1000)]).cpu()
             centres = kmeans(logits, ipc, make_generator(seed, "representative", c))
             chosen.append(images[nearest_distinct(logits, centres).to(images.device)])
         return torch.cat(chosen).clone()
@@ -241,8 +237,7 @@ class MTT(Synthesizer):
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, float]:
         cfg = self.config
-        experts = self.expert_folder(real)
-        flat = self._flat
+        experts, flat = state.context["experts"], state.context["flat"]
         device = state.images.device
         gen = make_generator(seed, "expert", it)
         index = int(torch.randint(len(experts), (1,), generator=gen))
@@ -289,7 +284,7 @@ class MTT(Synthesizer):
             raise DivergedError(f"mtt: the learned step size became {value} at iteration {it}; lower lr_lr or lr_img")
         return {"loss": float(result.loss), "lr": value, "expert": index, "start_epoch": start}
 
-    def export(self, real: RealData, state: State, seed: int) -> SyntheticSet:
-        synset = super().export(real, state, seed)
+    def export(self, real: RealData, state: State, seed: int, images: Tensor | None = None) -> SyntheticSet:
+        synset = super().export(real, state, seed, images)
         synset.lr = float(state.extra["lr"].value.detach())  # the `mtt` protocol trains with it
         return synset

@@ -37,13 +37,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._seed import make_generator, seeded_init
-from ..augment import DSA, DSAConfig
+from ..augment import DSA
 from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model
 from ..synset.decode import multiformation_decode, multiformation_encode
+from ..teachers.pool import load_pool
 from .base import State, noise_images
-from .dm import DM, DMConfig
+from .dm import DM, DMConfig, dsa_for
 from .losses import cf_discrepancy
 from .registry import register
 from .sharding import sum_in_order
@@ -116,6 +117,7 @@ class NCFM(DM):
         # ours: the same budget with the released 2x2 multi-formation
         "fmnist-cpu-mf": {"iterations": 400, "batch_real": 64, "num_freqs": 1024, "lr_img": 1e-2},
     }
+    TINY = {**DM.TINY, "extractor": "random", "num_freqs": 32}   # the pool path: tests/test_ncfm.py
 
     # ---- setup
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:
@@ -139,17 +141,30 @@ class NCFM(DM):
         if cfg.calibrate and cfg.extractor != "pool":
             raise ConfigError("ncfm calibrate needs the trained pool model: set extractor=pool and pool=DIR")
 
-    def init_images(self, real: RealData, ipc: int, seed: int) -> Tensor:
-        """Pixels in [0, 1]."""
+    def setup(self, real: RealData, state: State, seed: int) -> None:
+        """The pool (extractor=pool) and the network its interpolated weights are loaded into, in state.context."""
         self._check()
         cfg = self.config
+        state.context["pool"] = None
+        if cfg.extractor == "pool":
+            if not cfg.pool:
+                raise ConfigError(
+                    f"ncfm's extractor interpolates a pool of trained ConvNets: build one with `dsdistill pool "
+                    f"--dataset {real.name} --out DIR` and pass --set pool=DIR (or --set extractor=random)")
+            state.context["pool"] = load_pool(cfg.pool, real, cfg.arch, self._model_options(),
+                                              device=real.train.images.device)
+        state.context["net"] = self._new_network(real).to(real.train.images.device)
+
+    def init_images(self, real: RealData, state: State, seed: int) -> Tensor:
+        """Pixels in [0, 1]."""
+        cfg, ipc = self.config, state.ipc
         if cfg.init == "mix":
             per = cfg.factor ** 2
             tiles = [self._tiles(real, c, ipc * per, seed) for c in real.class_ids]
             return multiformation_encode(real.to_pixels(torch.cat(tiles)), cfg.factor).clamp(0, 1)
         if cfg.init == "noise":
             return (noise_images(real, ipc, seed) / 4 + 0.5).clamp(0, 1)
-        return real.to_pixels(super().init_images(real, ipc, seed)).clamp(0, 1)
+        return real.to_pixels(super().init_images(real, state, seed)).clamp(0, 1)
 
     @staticmethod
     def _tiles(real: RealData, c: int, n: int, seed: int) -> Tensor:
@@ -164,17 +179,8 @@ class NCFM(DM):
         cfg = self.config
         state.extra["plateau"] = torch.optim.lr_scheduler.ReduceLROnPlateau(
             state.optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-        self._pool = None
-        if cfg.extractor == "pool":
-            if not cfg.pool:
-                raise ConfigError(
-                    f"ncfm's extractor interpolates a pool of trained ConvNets: build one with `dsdistill pool "
-                    f"--dataset {real.name} --out DIR` and pass --set pool=DIR (or --set extractor=random)")
-            from ..teachers.pool import load_pool
-            self._pool = load_pool(cfg.pool, real, cfg.arch, self._model_options(), device=state.images.device)
-        self._net = self._new_network(real).to(state.images.device)
         if cfg.sampler == "learned":
-            dim = self._embedding_dim(real)
+            dim = self._embedding_dim(real, state.context["net"])
             sampler = seeded_init(FrequencySampler(dim), seed, "sampler").to(state.images.device).train()
             state.extra["sampler"] = sampler
             state.extra["sampler_optimizer"] = torch.optim.SGD(
@@ -190,31 +196,31 @@ class NCFM(DM):
             p.requires_grad_(False)
         return net.train()
 
-    def _embedding_dim(self, real: RealData) -> int:
+    @staticmethod
+    def _embedding_dim(real: RealData, net: nn.Module) -> int:
         probe = torch.zeros(1, real.channels, real.image_size, real.image_size, device=real.train.images.device)
         with torch.no_grad():
-            return self._net.features_and_embed(probe)[1].shape[-1]
+            return net.features_and_embed(probe)[1].shape[-1]
 
     def dsa(self, real: RealData) -> DSA | None:
         if not self.config.dsa:
             return None
-        if not hasattr(self, "_dsa"):
-            strategy = self.config.augment
-            if real.digits:
-                strategy = "_".join(op for op in strategy.split("_") if op != "flip")
-            self._dsa = DSA(DSAConfig(strategy=strategy, all_groups=True))
-        return self._dsa
+        strategy = self.config.augment
+        if real.digits:
+            strategy = "_".join(op for op in strategy.split("_") if op != "flip")
+        return dsa_for(strategy, all_groups=True)
 
     # ---- one iteration
-    def extractor(self, real: RealData, seed: int, it: int) -> tuple[nn.Module, int]:
+    def extractor(self, state: State, real: RealData, seed: int, it: int) -> tuple[nn.Module, int]:
         """The matching network of this iteration and the pool index it came from (-1: random)."""
-        if self._pool is None:
+        pool, net = state.context["pool"], state.context["net"]
+        if pool is None:
             return self.random_network(real, seed, it), -1
         gen = make_generator(seed, "extractor", it)
-        index = int(torch.randint(len(self._pool), (1,), generator=gen))
+        index = int(torch.randint(len(pool), (1,), generator=gen))
         lam = float(torch.rand(1, generator=gen))
-        self._net.load_state_dict(self._pool.interpolated(index, lam))
-        return self._net, index
+        net.load_state_dict(pool.interpolated(index, lam))
+        return net, index
 
     def class_inputs(self, state: State, real: RealData, c: int, it: int, seed: int) -> tuple[Tensor, Tensor]:
         real_batch = real.train.sample_class(c, min(self.config.batch_real, len(real.train.class_index[c])),
@@ -264,7 +270,7 @@ class NCFM(DM):
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
         cfg = self.config
-        net, index = self.extractor(real, seed, it)
+        net, index = self.extractor(state, real, seed, it)
         classes = state.served(real.num_classes)
         inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
         ascend_now = cfg.sampler == "learned" and it % cfg.sampler_every == 0
@@ -298,8 +304,8 @@ class NCFM(DM):
     def calibrate(self, state: State, real: RealData, index: int, seed: int, it: int) -> float:
         """The code's "dataset fine-tuning": cross-entropy of the trained pool model on the
         augmented decoded synthetic images, one more image step."""
-        net = self._net
-        net.load_state_dict(self._pool.trained_state(index))
+        net = state.context["net"]
+        net.load_state_dict(state.context["pool"].trained_state(index))
         state.optimizer.zero_grad(set_to_none=True)
         total = state.images.new_zeros(())
         dsa = self.dsa(real)

@@ -28,24 +28,37 @@ from .method import Method, NoConfig, check_ipc, new_set
 from .registry import register
 
 
+def refuse_run_options(method: Method, budget: Any, checkpoint: Any, resume: bool, world: Any) -> None:
+    """A selection is one pass with no iterations: a budget, a checkpoint or a process group means a mistake."""
+    given = [name for name, value in (("budget", budget), ("checkpoint", checkpoint), ("resume", resume),
+                                      ("world", world)) if value]
+    if given:
+        raise ConfigError(f"{method.name} is a {method.kind} method: it takes no {', '.join(given)} (no iterations "
+                          "to budget, checkpoint or split)")
+
+
 class Selector(Method):
     """Picks `ipc` real images per class; the subclass says which (indices within the class)."""
 
     kind = "selection"
+    supports_view = False   # it matches no synthetic batch, so there is no view to mirror
 
-    def prepare(self, real: RealData, seed: int) -> None:
-        """Per-fit set-up shared by all classes (e.g. a feature network)."""
+    def prepare(self, real: RealData, seed: int) -> Any:
+        """Per-fit set-up shared by all classes (e.g. a feature network), handed to select_class."""
+        return None
 
     @abc.abstractmethod
-    def select_class(self, real: RealData, c: int, ipc: int, seed: int) -> Tensor:
+    def select_class(self, real: RealData, c: int, ipc: int, seed: int, prepared: Any = None) -> Tensor:
         """Positions within real.train.class_index[c] of the chosen images."""
 
-    def fit(self, real: RealData, ipc: int, seed: int = 0, **_: Any) -> SyntheticSet:
+    def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
+            resume: bool = False, world: Any = None) -> SyntheticSet:
+        refuse_run_options(self, budget, checkpoint, resume, world)
         check_ipc(real, ipc)
-        self.prepare(real, seed)
+        prepared = self.prepare(real, seed)
         chosen = []
         for c in progress(range(real.num_classes), desc=f"{self.name} select", unit="class"):
-            positions = self.select_class(real, c, ipc, seed)
+            positions = self.select_class(real, c, ipc, seed, prepared)
             chosen.append(real.train.class_index[c][positions.to(real.train.class_index[c].device)])
         indices = torch.cat(chosen)
         synset = new_set(real, real.train.images[indices], self.name, self.config, seed)
@@ -57,7 +70,7 @@ class Selector(Method):
 class RandomSelection(Selector):
     """IPC images per class drawn uniformly without replacement."""
 
-    def select_class(self, real: RealData, c: int, ipc: int, seed: int) -> Tensor:
+    def select_class(self, real: RealData, c: int, ipc: int, seed: int, prepared: Any = None) -> Tensor:
         gen = make_generator(seed, "random-select", c)
         return torch.randperm(len(real.train.class_index[c]), generator=gen)[:ipc]
 
@@ -83,7 +96,8 @@ def _train_feature_net(net: nn.Module, split: Split, epochs: int, batch_size: in
 class FeatureSelector(Selector):
     Config = FeatureConfig
 
-    def prepare(self, real: RealData, seed: int) -> None:
+    def prepare(self, real: RealData, seed: int) -> nn.Module:
+        """The feature network (trained or random), in eval mode."""
         cfg = self.config
         if cfg.features not in ("trained", "random"):
             raise ConfigError(f"features must be 'trained' or 'random', got {cfg.features!r}")
@@ -91,15 +105,15 @@ class FeatureSelector(Selector):
         net = seeded_init(net, seed, "feature-net").to(real.train.images.device)
         if cfg.features == "trained":
             _train_feature_net(net, real.train, cfg.feature_epochs, cfg.batch_size, seed)
-        self.net = net.eval()
+        return net.eval()
 
     @torch.no_grad()
-    def class_features(self, real: RealData, c: int) -> Tensor:
+    def class_features(self, real: RealData, c: int, net: nn.Module) -> Tensor:
         images = real.train.class_images(c)
-        return torch.cat([self.net.embed(x) for x in images.split(self.config.batch_size)]).double()
+        return torch.cat([net.embed(x) for x in images.split(self.config.batch_size)]).double()
 
-    def select_class(self, real: RealData, c: int, ipc: int, seed: int) -> Tensor:
-        return self.pick(self.class_features(real, c), ipc)
+    def select_class(self, real: RealData, c: int, ipc: int, seed: int, prepared: Any = None) -> Tensor:
+        return self.pick(self.class_features(real, c, prepared), ipc)
 
     @staticmethod
     @abc.abstractmethod
@@ -146,12 +160,15 @@ class KCenter(FeatureSelector):
 
 @register("whole")
 class WholeDataset(Method):
-    """The full training set: the upper reference. `ipc` is ignored."""
+    """The full training set: the upper reference. `ipc` and `seed` change nothing (a suite runs it once, IPC 0)."""
 
-    kind = "selection"
+    kind = "whole"
     Config = NoConfig
+    supports_view = False
 
-    def fit(self, real: RealData, ipc: int = 0, seed: int = 0, **_: Any) -> SyntheticSet:
+    def fit(self, real: RealData, ipc: int = 0, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
+            resume: bool = False, world: Any = None) -> SyntheticSet:
+        refuse_run_options(self, budget, checkpoint, resume, world)
         order = torch.cat(real.train.class_index)
         return new_set(real, real.train.images[order], self.name, self.config, seed,
                        labels=real.train.labels[order])
