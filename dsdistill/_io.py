@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -97,26 +97,26 @@ def _temporary(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success flush it and rename it over `path`."""
+def _written(path: str | os.PathLike, place: Callable[[Path, Path], None]) -> Iterator[Path]:
+    """Yield a temporary beside `path`; on success flush it, put it in place with place(tmp, target), flush the
+    folder."""
     target = Path(path)
     with _temporary(target) as tmp:
         yield tmp
         _fsync(tmp)
-        os.replace(tmp, target)
+        place(tmp, target)
         _fsync(target.parent)
 
 
-@contextlib.contextmanager
-def exclusive_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """Yield a temporary path in the target's folder; on success flush it and rename it over `path`."""
+    return _written(path, os.replace)
+
+
+def exclusive_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
     """Like atomic_path, for a file that must never be replaced: the temporary is hard-linked into place, which
     fails with FileExistsError when another writer got there first (even at the same instant)."""
-    target = Path(path)
-    with _temporary(target) as tmp:
-        yield tmp
-        _fsync(tmp)
-        os.link(tmp, target)
-        _fsync(target.parent)
+    return _written(path, os.link)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
