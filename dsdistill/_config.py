@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Iterable
 
@@ -46,6 +47,54 @@ def _coerce(raw: str, annotation: Any, key: str) -> Any:
     return raw
 
 
+SIGNED = "signed"  # field metadata key: this number may be negative (every other number in a config may not)
+
+
+def _accepts(value: Any, annotation: Any) -> bool:
+    """Whether `value` is of the field's declared type (int passes for float; unknown annotations pass)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_accepts(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        inner = [a for a in args if a is not Ellipsis] or [Any]
+        return isinstance(value, (tuple, list)) and all(_accepts(v, inner[0]) for v in value)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def check_values(config: Any) -> Any:
+    """Every field of a config dataclass holds a value of its declared type, numbers are finite, and no number is
+    negative unless its field says it may be (metadata SIGNED). Done when a config is made, so a suite's
+    `iterations = "10"` or a `--set checkpoint_every=-1` is refused before anything runs, not when its cell does."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _accepts(value, hints.get(f.name, Any)):
+            raise ConfigError(f"option {f.name} = {value!r}: expected {_type_name(hints[f.name])}")
+        numbers = value if isinstance(value, (tuple, list)) else [value]
+        for number in numbers:
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue
+            if not math.isfinite(number):
+                raise ConfigError(f"option {f.name} = {number}: expected a finite number")
+            if number < 0 and not f.metadata.get(SIGNED):
+                raise ConfigError(f"option {f.name} = {number}: must not be negative")
+    return config
+
+
 def parse_overrides(config_cls: type, pairs: Iterable[str]) -> dict[str, Any]:
     """['lr_img=1', 'flip=true'] -> {'lr_img': 1.0, 'flip': True}; unknown keys are an error."""
     hints = typing.get_type_hints(config_cls)
@@ -70,7 +119,7 @@ def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> An
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} for {config_cls.__qualname__}; "
                           f"valid: {', '.join(sorted(fields))}")
-    return config_cls(**overrides)
+    return check_values(config_cls(**overrides))
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -96,21 +96,39 @@ def _temporary(target: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+Stamp = tuple[int, int, int] | None  # (inode, size, mtime in ns) of a file, None when there is none
+
+
+def file_stamp(path: str | os.PathLike) -> Stamp:
+    """What a file is now, to tell later whether another writer replaced it meanwhile."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @contextlib.contextmanager
-def _written(path: str | os.PathLike, place: Callable[[Path, Path], None]) -> Iterator[Path]:
+def _written(path: str | os.PathLike, place: Callable[[Path, Path], None],
+             unchanged_since: Stamp | bool = False) -> Iterator[Path]:
     """Yield a temporary beside `path`; on success flush it, put it in place with place(tmp, target), flush the
-    folder."""
+    folder. unchanged_since (a file_stamp taken when the work began): refuse to replace a target that another
+    writer changed in the meantime, rather than let the last writer win in silence."""
     target = Path(path)
     with _temporary(target) as tmp:
         yield tmp
         _fsync(tmp)
+        if unchanged_since is not False and file_stamp(target) != unchanged_since:
+            raise ConfigError(f"{target} changed while this run worked (another run wrote it); not replaced")
         place(tmp, target)
         _fsync(target.parent)
 
 
-def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
-    """Yield a temporary path in the target's folder; on success flush it and rename it over `path`."""
-    return _written(path, os.replace)
+def atomic_path(path: str | os.PathLike, unchanged_since: Stamp | bool = False
+                ) -> contextlib.AbstractContextManager[Path]:
+    """Yield a temporary path in the target's folder; on success flush it and rename it over `path`
+    (with unchanged_since, only if the target is still as stamped: see _written)."""
+    return _written(path, os.replace, unchanged_since)
 
 
 def exclusive_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ._version import __version__
 from ._device import resolve_device
-from ._io import write_json
+from ._io import check_output, file_stamp, write_json
 from ._malloc import keep_freed_memory
 from ._progress import set_quiet
 from ._distributed import check_command, init_world, is_main_process, load_shard, torchrun_env
@@ -26,11 +26,48 @@ from .evaluate import PROTOCOLS
 from .evaluate.files import score_files
 from .evaluate.report import compare_table
 from .synset.tools import describe, draw, import_for_dataset
-from .synthesizers import Interrupted
+from .synthesizers import Interrupted, check_seed
 
 if TYPE_CHECKING:
     from .bench import WholeScore
     from .evaluate import Report
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line answered in one line (argparse prints the usage block first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def output_file(text: str) -> str:
+    """An --out/--json/--checkpoint value: a file that can be written, checked before any work."""
+    try:
+        check_output(text, "")
+    except DsdistillError as err:
+        raise argparse.ArgumentTypeError(str(err).strip()) from None
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A --plots-like value: a folder that can be made or written, checked before any work."""
+    try:
+        check_output(text, "", folder=True)
+    except DsdistillError as err:
+        raise argparse.ArgumentTypeError(str(err).strip()) from None
+    return text
+
+
+def seed_value(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not a whole number") from None
+    try:
+        check_seed(seed)
+    except DsdistillError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return seed
+
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
@@ -95,8 +132,8 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
     p.add_argument("--ipc", type=int, required=True, help="images per class")
-    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
-    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--seed", type=seed_value, default=0, help="global seed (default: 0)")
+    p.add_argument("--out", required=True, type=output_file, help="output .h5 file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a method option, e.g. --set features=random (repeatable)")
     _common(p)
@@ -153,8 +190,8 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
     p.add_argument("--ipc", type=int, required=True, help="images per class")
-    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
-    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--seed", type=seed_value, default=0, help="global seed (default: 0)")
+    p.add_argument("--out", required=True, type=output_file, help="output .h5 file")
     p.add_argument("--iterations", type=int, default=None, help="budget: number of iterations")
     p.add_argument("--minutes", type=float, default=None, help="budget: wall-clock minutes")
     p.add_argument("--flip", action="store_true", default=None,
@@ -163,7 +200,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT.ckpt (under torchrun: every rank from its OUT.rank{r}-of-{P}.ckpt, at the "
                         "newest iteration all ranks have; use the same number of processes)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT.ckpt)")
+    p.add_argument("--checkpoint", default=None, type=output_file, help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr_img=1 (repeatable; unknown keys list the valid ones)")
     _common(p)
@@ -179,6 +216,7 @@ def run_distill(args: argparse.Namespace) -> int:
     if is_main_process() and built.source != "given":   # say which budget it took when the user named none
         print(built.describe(), file=sys.stderr)
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    out_before = file_stamp(args.out)  # a second run writing the same --out meanwhile is found at save
     with init_world(args.device) as world:
         real = load_shard(world, args.dataset, args.data_root, zca=args.zca, device=world.device)
         try:
@@ -191,7 +229,11 @@ def run_distill(args: argparse.Namespace) -> int:
     if synset is None:  # a rank other than 0 under torchrun: rank 0 writes the set
         return 0
     _provenance(synset, args)
-    synset.save(args.out)
+    try:
+        synset.save(args.out, unchanged_since=out_before)
+    except ConfigError as err:
+        raise ConfigError(f"{err}: this run is kept in {checkpoint}; write it elsewhere with the same command "
+                          f"plus --resume --checkpoint {checkpoint} --out OTHER.h5") from None
     print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
           f"{synset.distill_iterations} iterations, {synset.distill_seconds:.0f} s)")
     teacher = synset.extra.get("teacher")
@@ -213,7 +255,7 @@ def _model_folder_parser(sub: argparse._SubParsersAction, name: str, run: Callab
     p.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
     own(p)
     p.add_argument("--out", required=True, metavar="DIR", help=out_help)
-    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="global seed (default: 0)")
     if set_help is not None:
         p.add_argument("--arch", default="convnet", help="model architecture (default: convnet)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
@@ -349,7 +391,7 @@ def add_relabel(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", default="online", choices=["online", "stored"], help="online (default) or stored")
     p.add_argument("--temperature", type=float, default=10.0,
                    help="prior temperature of the ensemble weights (default: 10, CV-DD relabel)")
-    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--out", required=True, type=output_file, help="output .h5 file")
     _common(p)
     p.set_defaults(run=run_relabel)
 
@@ -388,7 +430,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default=None,
                    help="comma-separated architectures for cross-architecture scores, e.g. convnet,mlp,lenet,"
                         "alexnet,vgg11,resnet18 (default: the protocol's)")
-    p.add_argument("--json", default=None, help="also write the report as JSON here")
+    p.add_argument("--json", default=None, type=output_file, help="also write the report as JSON here")
     p.add_argument("--path", default="auto", choices=["auto", "vmap", "loop"],
                    help="training path: vectorised N-model (vmap), plain loop, or auto (default)")
     p.add_argument("--whole", action="store_true",
@@ -441,7 +483,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                                    "Under torchrun each set's models are split across the processes; rank 0 prints.")
     p.add_argument("sets", nargs="+", help="synthetic-set files (.h5)")
     p.add_argument("--protocol", default="dc", help="protocol name (default: dc)")
-    p.add_argument("--json", default=None, help="also write every report into this JSON file")
+    p.add_argument("--json", default=None, type=output_file, help="also write every report into this JSON file")
     _teacher_option(p)
     _common(p)
     p.set_defaults(run=run_compare)
@@ -464,7 +506,7 @@ def add_show(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="save a class-by-class image grid of a set",
                        description="Write a PNG grid: one row per class, its images in columns.")
     p.add_argument("set", help="synthetic-set file (.h5)")
-    p.add_argument("--out", required=True, help="output .png")
+    p.add_argument("--out", required=True, type=output_file, help="output .png")
     p.add_argument("--max-per-class", type=int, default=10, help="columns per row (default: 10)")
     p.set_defaults(run=run_show)
 
@@ -499,7 +541,7 @@ def add_import(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="the dataset the set was made from")
     p.add_argument("--experiment", type=int, default=0, help="which experiment of a DC/DM result file (default 0)")
     p.add_argument("--method", default="imported", help="method name to record")
-    p.add_argument("--out", required=True, help="output .h5")
+    p.add_argument("--out", required=True, type=output_file, help="output .h5")
     p.set_defaults(run=run_import)
 
 
@@ -601,9 +643,9 @@ def add_report(sub: argparse._SubParsersAction) -> None:
                                    "published numbers beside, marked. Also draws accuracy vs IPC, accuracy vs "
                                    "distillation time and an image grid of every set. Same store, same bytes.")
     p.add_argument("--store", default=None, help="result store folder (default: benchmarks/results/store)")
-    p.add_argument("--out", default="benchmarks/LEADERBOARD.md", help="markdown file (default: %(default)s)")
-    p.add_argument("--csv", default=None, help="CSV file (default: leaderboard.csv beside --out)")
-    p.add_argument("--plots", default=None, help="plot folder (default: plots/ beside --out)")
+    p.add_argument("--out", default="benchmarks/LEADERBOARD.md", type=output_file, help="markdown file (default: %(default)s)")
+    p.add_argument("--csv", default=None, type=output_file, help="CSV file (default: leaderboard.csv beside --out)")
+    p.add_argument("--plots", default=None, type=output_folder, help="plot folder (default: plots/ beside --out)")
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.set_defaults(run=run_report)
 
@@ -639,7 +681,7 @@ def run_manifest(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dsdistill",
         description="Dataset distillation: generate a small synthetic set, score it under a fixed protocol, "
                     "compare methods. Run `dsdistill COMMAND --help` for each command.")
@@ -651,13 +693,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.argv = argv
-    set_quiet(getattr(args, "quiet", False) or not is_main_process())  # under torchrun only rank 0 draws bars
-    keep_freed_memory()
     try:
+        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
+        args.argv = argv
+        set_quiet(getattr(args, "quiet", False) or not is_main_process())  # under torchrun only rank 0 draws bars
+        keep_freed_memory()
         check_command(args.command)  # what may run under torchrun: dsdistill._distributed.SHARDED_COMMANDS
         return args.run(args)
     except DsdistillError as err:

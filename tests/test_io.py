@@ -95,3 +95,29 @@ def test_check_output_accepts_new_places_and_creates_nothing(tmp_path):
     assert check_output(tmp_path / "new/deeper/x.h5") == tmp_path / "new/deeper/x.h5"
     assert check_output(tmp_path / "folder", folder=True) == tmp_path / "folder"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_target_changed_by_another_writer_is_not_replaced(tmp_path):
+    from dsdistill._io import file_stamp
+    target = tmp_path / "set.h5"
+    before = file_stamp(target)
+    assert before is None
+    target.write_text("the other run's set")
+    with pytest.raises(ConfigError, match="changed while this run worked"):
+        with atomic_path(target, unchanged_since=before) as tmp:
+            tmp.write_text("this run's set")
+    assert target.read_text() == "the other run's set" and list(tmp_path.iterdir()) == [target]
+    stamp = file_stamp(target)
+    with atomic_path(target, unchanged_since=stamp) as tmp:  # unchanged: replaced as asked
+        tmp.write_text("this run's set")
+    assert target.read_text() == "this run's set"
+
+
+def test_the_whole_set_cache_name_stays_in_the_cache(tmp_path, monkeypatch):
+    from dsdistill.evaluate.cache import whole_cache
+    monkeypatch.setenv("DSDISTILL_CACHE", str(tmp_path))
+    assert whole_cache("fashion-mnist", "abc", ["convnet"]) == tmp_path / "whole/fashion-mnist-abc-convnet.json"
+    for name in ("imagefolder:../../..", "..", "imagefolder:/data/x"):
+        path = whole_cache(name, "abc", ["convnet"])
+        assert path.parent == tmp_path / "whole" and path.resolve().is_relative_to(tmp_path.resolve())
+    assert whole_cache("imagefolder:/a/b", "h", ["m"]) != whole_cache("imagefolder:/a_b", "h", ["m"])

@@ -231,6 +231,8 @@ def _entry_cells(entry: dict[str, Any], defaults: dict[str, Any], where: str,
     if not whole and any(i < 1 for i in ipcs):
         raise ConfigError(f"{where}: ipcs must be positive, got {ipcs}")
     seeds = [0] if whole else _list(entry.get("seeds", defaults["seeds"]), int, "seeds", where)
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"{where}: seeds must be non-negative, got {seeds}")
     protocols = tuple(_list(entry.get("protocols", defaults["protocols"]), str, "protocols", where))
     for p in protocols:
         get_protocol(p)
@@ -275,7 +277,11 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     if defaults["ipcs"] is None:
         raise ConfigError(f"{path}: give the IPCs, e.g. ipcs = [1, 10]")
     prerequisites: dict[str, Prerequisite] = {}
-    for i, p in enumerate(raw.get("prerequisites", [])):
+    listed = raw.get("prerequisites", [])
+    if not isinstance(listed, list) or not all(isinstance(p, dict) for p in listed):
+        raise ConfigError(f"{path}: prerequisites must be [[prerequisites]] tables (name, command, creates), got "
+                          f"{listed!r}; a method names the ones it needs with requires = [\"NAME\"]")
+    for i, p in enumerate(listed):
         where = f"{path}: prerequisites[{i}]"
         _unknown(p, PREREQUISITE_KEYS, where)
         missing = [k for k in sorted(PREREQUISITE_KEYS) if not isinstance(p.get(k), str) or not p.get(k)]
@@ -287,6 +293,8 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
             raise ConfigError(f"{where}: {err}") from None
     references = _list(raw.get("references", list(REFERENCES)), str, "references", path)
     methods = raw.get("methods", [])
+    if not isinstance(methods, list):
+        raise ConfigError(f"{path}: methods must be a list of [[methods]] tables, got {methods!r}")
     configured = {m.get("method") for m in methods if isinstance(m, dict) and "label" not in m}
     references = [r for r in references if r not in configured]   # a [[methods]] entry may configure one
     entries = [{"method": r} for r in references] + methods
@@ -315,4 +323,8 @@ def load_suite(path: str | Path) -> Suite:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"no suite file {p}; suites live in benchmarks/suites/*.toml")
-    return parse_suite(p.read_text(), str(p))
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {err.start}); TOML files are UTF-8: save it as UTF-8") from None
+    return parse_suite(text, str(p))

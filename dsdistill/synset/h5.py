@@ -16,17 +16,18 @@ import h5py
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._io import Stamp, atomic_path
 from ..errors import SetFileError
 
 # ---------------------------------------------------------------------- writing
 
 
-def write_file(target: Path, datasets: Iterable[tuple[str, torch.Tensor]], attrs: dict[str, Any]) -> None:
+def write_file(target: Path, datasets: Iterable[tuple[str, torch.Tensor]], attrs: dict[str, Any],
+               unchanged_since: Stamp | bool = False) -> None:
     """Write `datasets` (name -> tensor; ``group/name`` puts it in a group) then `attrs`, in the order given;
-    the target appears only when complete."""
+    the target appears only when complete (and, with unchanged_since, only over the file it was then)."""
     try:
-        with atomic_path(target) as tmp:
+        with atomic_path(target, unchanged_since) as tmp:
             with h5py.File(tmp, "w") as f:
                 _write_datasets(f, datasets)
                 _write_attrs(f, attrs)

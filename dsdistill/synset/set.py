@@ -36,6 +36,7 @@ from .._provenance import FILE_STAMP, utc_now
 from .._version import __version__
 from ..errors import SetFileError
 from .decode import is_known_decoder
+from .._io import Stamp
 from .h5 import Reader, as_str, is_int, is_real, open_file, short, string_array, write_file
 
 FORMAT = "dsdistill-synset"
@@ -218,12 +219,14 @@ class SyntheticSet:
 
     # ------------------------------------------------------------------ files
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the set as an HDF5 file (schema version 1); the target appears only when complete."""
+    def save(self, path: str | os.PathLike, unchanged_since: Stamp | bool = False) -> None:
+        """Write the set as an HDF5 file (schema version 1); the target appears only when complete.
+        unchanged_since: a dsdistill._io.file_stamp of the target taken when the run began; a target another
+        writer changed since is not replaced (ConfigError)."""
         target = Path(path)
         self.validate(source=str(target))
         payload = [(name, tensor) for name, tensor in self._payload_items() if tensor is not None]
-        write_file(target, payload, self._file_attrs())
+        write_file(target, payload, self._file_attrs(), unchanged_since)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "SyntheticSet":

@@ -12,12 +12,12 @@ import pkgutil
 from .base import Interrupted, State, SynthConfig, Synthesizer
 from .budget import DEFAULT_BUDGET, Budget, choose_budget
 from .factory import Built, build, create_synthesizer, resolve_method
-from .method import Method, check_ipc, class_major_labels, new_set, not_separable
+from .method import Method, check_ipc, check_seed, class_major_labels, new_set, not_separable
 from .registry import SYNTHESIZERS, register
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["SYNTHESIZERS", "Method", "Synthesizer", "SynthConfig", "State", "Budget", "DEFAULT_BUDGET", "Interrupted",
-           "Built", "register", "build", "choose_budget", "create_synthesizer", "resolve_method", "check_ipc",
+           "Built", "register", "build", "choose_budget", "create_synthesizer", "resolve_method", "check_ipc", "check_seed",
            "class_major_labels", "new_set", "not_separable"]

@@ -38,7 +38,7 @@ from .._distributed import World
 from ..errors import CheckpointError, ConfigError, DivergedError
 from ..synset import SyntheticSet
 from .budget import Budget, choose_budget
-from .method import Method, check_ipc, class_major_labels, new_set, not_separable
+from .method import Method, check_ipc, check_seed, class_major_labels, new_set, not_separable
 from .sharding import agree, common_checkpoint, previous
 from .views import view_for
 
@@ -205,13 +205,21 @@ class Synthesizer(Method):
         })
 
     def _read_checkpoint(self, path: Path, state: State, identity: dict[str, Any]) -> dict[str, Any]:
+        if Path(path).is_dir():
+            raise CheckpointError(f"--resume: --checkpoint {path} is a folder; give the checkpoint file "
+                                  f"(by default OUT.ckpt, beside the set)")
         try:
             ckpt = torch.load(path, map_location=state.images.device, weights_only=True)
         except FileNotFoundError:
             raise CheckpointError(f"--resume: no checkpoint at {path}; start without --resume") from None
         except Exception as err:
-            raise CheckpointError(f"--resume: checkpoint {path} is unreadable ({type(err).__name__}); "
-                                  "delete it and start again") from None
+            raise CheckpointError(f"--resume: checkpoint {path} is unreadable ({type(err).__name__}): not a "
+                                  "dsdistill checkpoint, or damaged; start without --resume, or give the right "
+                                  "--checkpoint") from None
+        problem = checkpoint_problem(ckpt, state)
+        if problem:
+            raise CheckpointError(f"--resume: checkpoint {path} is not a dsdistill checkpoint of a run like this one "
+                                  f"({problem}); start without --resume, or give the right --checkpoint")
         if ckpt.get("identity") != identity:
             diff = [k for k in identity if ckpt.get("identity", {}).get(k) != identity[k]]
             raise CheckpointError(f"--resume: checkpoint {path} belongs to another run (differs in {', '.join(diff)})")
@@ -252,6 +260,7 @@ class Synthesizer(Method):
         classes (`distributed.load_shard`); rank 0 returns the whole set, the other ranks None."""
         world = world or World()
         self._check_classes(real, world)
+        check_seed(seed)
         check_ipc(real, ipc)
         if self.config.flip and real.digits and world.is_main:
             warnings.warn(f"--flip on {real.name}: digits are not mirror-symmetric, FYI's premise fails there",
@@ -331,6 +340,26 @@ class Synthesizer(Method):
                          distill_seconds=state.elapsed, distill_iterations=state.iteration, **self.set_fields())
         synset.extra["loss_curve"] = _downsample(state.losses, self.config.log_points)
         return synset
+
+
+def checkpoint_problem(ckpt: Any, state: State) -> str | None:
+    """What makes `ckpt` unusable for `state` (None: nothing), so a foreign or damaged file is one line, never a
+    traceback half-way through restoring it."""
+    if not isinstance(ckpt, dict):
+        return f"it holds a {type(ckpt).__name__}, not a dict"
+    missing = [k for k in ("identity", "images", "optimizer", "iteration", "elapsed", "losses", "extra") if k not in ckpt]
+    if missing:
+        return f"no {', '.join(missing)}"
+    images = ckpt["images"]
+    if not isinstance(images, Tensor) or images.shape != state.images.shape or images.dtype != state.images.dtype:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        return f"images {shape}, this run has {tuple(state.images.shape)}"
+    if not isinstance(ckpt["iteration"], int) or isinstance(ckpt["iteration"], bool) or ckpt["iteration"] < 0:
+        return f"iteration {ckpt['iteration']!r} is not a whole number"
+    if not isinstance(ckpt["optimizer"], dict) or not isinstance(ckpt["extra"], dict) or \
+            not isinstance(ckpt["losses"], (list, tuple)) or not isinstance(ckpt["elapsed"], (int, float)):
+        return "optimizer, extra, losses or elapsed of the wrong kind"
+    return None
 
 
 def noise_images(real: RealData, ipc: int, seed: int) -> Tensor:

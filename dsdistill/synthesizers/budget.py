@@ -11,6 +11,8 @@ bound the time instead.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,10 @@ class Budget:
     def __post_init__(self) -> None:
         if self.iterations is None and self.minutes is None:
             raise ConfigError("give a budget: --iterations N or --minutes M")
+        if self.minutes is not None and not math.isfinite(self.minutes):
+            raise ConfigError(f"--minutes must be a finite number of minutes, got {self.minutes}")  # nan never ends
+        if self.iterations is not None and (isinstance(self.iterations, bool) or not isinstance(self.iterations, int)):
+            raise ConfigError(f"--iterations must be a whole number, got {self.iterations!r}")
         if (self.iterations is not None and self.iterations < 1) or (self.minutes is not None and self.minutes <= 0):
             raise ConfigError("the budget must be positive")
 

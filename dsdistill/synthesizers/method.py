@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .._config import make_config
+from .._config import check_values, make_config
 from ..data import RealData
 from ..errors import ConfigError
 from ..synset import SyntheticSet
@@ -41,7 +41,7 @@ class Method(abc.ABC):
         if config is None:
             config = make_config(self.Config, overrides)
         elif overrides:
-            config = dataclasses.replace(config, **overrides)
+            config = check_values(dataclasses.replace(config, **overrides))
         self.config = config
         self.preset_iterations: int | None = None  # the preset's budget (the factory sets it): fit()'s default
 
@@ -56,6 +56,13 @@ def not_separable(name: str) -> str:
     """The one refusal for a method whose objective couples the classes, under torchrun."""
     return (f"{name} is not class-separable (its objective couples all classes), so it cannot be split across "
             f"processes: run it in one process, without torchrun")
+
+
+def check_seed(seed: int) -> None:
+    """A seed is a non-negative whole number (every generator is derived from it): checked before any work, so a
+    bad one never costs a run and a checkpoint (the set file would refuse it only at save)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative whole number, got {seed!r}")
 
 
 def check_ipc(real: RealData, ipc: int) -> None:

@@ -24,7 +24,7 @@ from ..models import create_model
 from ..synset import SyntheticSet
 from ..train.loop import Data, train_model
 from ..train.recipe import Recipe
-from .method import Method, NoConfig, check_ipc, new_set
+from .method import Method, NoConfig, check_ipc, check_seed, new_set
 from .registry import register
 
 
@@ -54,6 +54,7 @@ class Selector(Method):
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
             resume: bool = False, world: Any = None) -> SyntheticSet:
         refuse_run_options(self, budget, checkpoint, resume, world)
+        check_seed(seed)
         check_ipc(real, ipc)
         prepared = self.prepare(real, seed)
         chosen = []
