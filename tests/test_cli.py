@@ -8,6 +8,8 @@ import h5py
 import pytest
 
 from dsdistill.cli import COMMANDS, build_parser, main
+from dsdistill.data import load_dataset
+from dsdistill.synthesizers import Budget, create_synthesizer
 
 
 def run(capsys, *argv):
@@ -44,9 +46,14 @@ def test_distill_and_resume(fake_fmnist_root, tmp_path, capsys):
     base = ["distill", "--method", "dm", "--ipc", "2", "--out", str(out), "--data-root", fake_fmnist_root,
             "--device", "cpu", "--set", "width=8", "--set", "batch_real=4"]
     code, stdout, _ = run(capsys, *base, "--iterations", "2", "--flip")
-    assert code == 0 and "2 iterations" in stdout and (tmp_path / "dm.h5.ckpt").exists()
+    # a finished run removes its checkpoint once the set is written (issue 22)
+    assert code == 0 and "2 iterations" in stdout and out.exists() and not (tmp_path / "dm.h5.ckpt").exists()
+    # an unfinished run (its checkpoint kept, as after Ctrl-C) resumes from the command line
+    create_synthesizer("dm", width=8, batch_real=4, flip=True).fit(
+        load_dataset("fashion-mnist", fake_fmnist_root), 2, seed=0, budget=Budget(iterations=2),
+        checkpoint=tmp_path / "dm.h5.ckpt")
     code, stdout, _ = run(capsys, *base, "--iterations", "3", "--flip", "--resume")
-    assert code == 0 and "3 iterations" in stdout
+    assert code == 0 and "3 iterations" in stdout and not (tmp_path / "dm.h5.ckpt").exists()
     with h5py.File(out) as f:
         assert json.loads(f.attrs["method_config"])["flip"] is True
 
