@@ -26,6 +26,7 @@ _API = {  # public name -> the module that defines it
     "Budget": ".synthesizers",
     "evaluate": ".evaluate",
     "evaluate_tensors": ".evaluate",
+    "get_protocol": ".evaluate",
     "SyntheticSet": ".synset",
     "init_world": "._distributed",
     "load_shard": "._distributed",
@@ -35,7 +36,7 @@ __all__ = ["__version__", *_API]
 if TYPE_CHECKING:
     from ._distributed import init_world, load_shard
     from .data import load_dataset
-    from .evaluate import evaluate, evaluate_tensors
+    from .evaluate import evaluate, evaluate_tensors, get_protocol
     from .models import create_model
     from .synset import SyntheticSet
     from .synthesizers import Budget, create_synthesizer

@@ -11,11 +11,11 @@ T = TypeVar("T")
 
 
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> str:
-    """'unknown protocol 'dcc'; did you mean 'dc'? valid: ...': the close names (difflib's ratio >= 0.6, its
+    """'unknown protocol 'dcc'; did you mean 'dc'? valid: ...': the closest name (difflib's ratio >= 0.6, its
     default) first, so a typo is fixed without reading the list."""
     valid = list(valid)
-    close = difflib.get_close_matches(str(name), valid, n=3)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown {kind} {name!r}; {hint}valid: {', '.join(valid)}"
 
 

@@ -136,3 +136,42 @@ def test_compare_prints_one_table(random_set, fake_fmnist_root, tmp_path, capsys
                        "--data-root", fake_fmnist_root, "--device", "cpu", "--json", str(tmp_path / "c.json"))
     assert code == 0 and "protocol smoke" in out and "random" in out and "k-center" in out
     assert len(json.loads((tmp_path / "c.json").read_text())) == 2
+
+
+# ---------------------------------------------------------------- issue 22's small things
+def test_help_texts_say_what_they_mean(capsys):
+    with pytest.raises(SystemExit):
+        main(["committee", "--help"])
+    out = capsys.readouterr().out
+    assert "%%" not in out and "accuracy (%)" in out
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "randomly initialised" not in out and "expert trajectories (MTT)" in out
+    assert "checkpoint is removed once the set is written" in out and "kept on a failure or Ctrl-C" in out
+
+
+def test_distill_offers_only_synthesizers_and_the_close_name(capsys):
+    from dsdistill.synthesizers import SYNTHESIZERS
+    code, _, err = run(capsys, "distill", "--method", "dmm", "--ipc", "1", "--out", "x.h5")
+    synthesizers = [n for n, c in SYNTHESIZERS.items() if c.kind == "synthesis"]
+    assert code == 2 and f"unknown method 'dmm'; did you mean 'dm'? valid: {', '.join(synthesizers)}" in err
+    assert "random" not in err and "herding" not in err
+    code, _, err = run(capsys, "select", "--method", "herdin", "--ipc", "1", "--out", "x.h5")
+    assert code == 2 and "did you mean 'herding'?" in err and "dm" not in err.split("valid:")[1]
+    code, _, err = run(capsys, "distill", "--method", "datadam.oficial", "--ipc", "1", "--out", "x.h5")
+    assert code == 2 and "did you mean 'datadam.official'?" in err
+
+
+def test_distill_keeps_the_checkpoint_when_the_set_is_not_written(fake_fmnist_root, tmp_path, capsys, monkeypatch):
+    from dsdistill.synset import SyntheticSet
+
+    def fail(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SyntheticSet, "save", fail)
+    out = tmp_path / "dm.h5"
+    with pytest.raises(OSError):
+        main(["distill", "--method", "dm", "--ipc", "1", "--iterations", "2", "--out", str(out), "--data-root",
+              fake_fmnist_root, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4"])
+    assert (tmp_path / "dm.h5.ckpt").exists() and not out.exists()  # --resume can still finish it

@@ -219,9 +219,12 @@ def evaluate_tensors(images: Any, labels: Any = None, protocol: Protocol | str =
     """Score another tool's tensors in one call: `evaluate_tensors(images, labels, "dc", dataset="cifar10")`.
 
     images [N, C, H, W] normalised with the dataset's mean/std; labels [N] class indices or None for
-    class-major order (SyntheticSet.from_tensors states the defaults). The report equals evaluating the same
+    class-major order (SyntheticSet.from_tensors states the defaults). With `data` given, its classes and
+    statistics are the set's (the images must be normalised as it is). The report equals evaluating the same
     tensors saved as a set file; the rest of the arguments are evaluate()'s."""
+    facts = {} if data is None else {"num_classes": data.num_classes, "class_names": data.class_names,
+                                     "mean": data.mean, "std": data.std}
     synset = SyntheticSet.from_tensors(images, labels, dataset=dataset, soft_labels=soft_labels, lr=lr,
-                                       method=method)
+                                       method=method, **facts)
     return evaluate(synset, protocol, archs=archs, data=data, data_root=data_root, device=device, path=path,
                     teacher=teacher)

@@ -223,17 +223,17 @@ class SyntheticSet:
 
     @classmethod
     def from_tensors(cls, images: Any, labels: Any = None, *, dataset: str, soft_labels: Any = None,
-                     mean: Any = None, std: Any = None, class_names: Any = None, method: str = "imported",
-                     **fields: Any) -> "SyntheticSet":
+                     mean: Any = None, std: Any = None, class_names: Any = None, num_classes: int | None = None,
+                     method: str = "imported", **fields: Any) -> "SyntheticSet":
         """A checked set from another tool's tensors (or numpy arrays), ready to evaluate or save.
 
         images: [N, C, H, W] floats normalised with the dataset's mean/std (the registry's, unless given);
         labels: class indices [N], or None for class-major order (N // K images of class 0, then class 1, ...,
         as DC/DM/MTT store them); soft_labels: optional float [N, K]. The dataset's facts (classes, class names,
-        statistics) come from its registry entry, so no data is loaded; the images must have its channel count
-        and size. Further fields (lr, image_space, zca, decoder, seed, extra) pass through to the set."""
+        statistics) come from its registry entry unless given, so no data is loaded; the images must have its
+        channel count and size. Further fields (lr, image_space, zca, decoder, seed, extra) pass through to the set."""
         x = as_float_images(images)
-        facts = dataset_fields(dataset, x, mean, std, class_names)
+        facts = dataset_fields(dataset, x, mean, std, class_names, num_classes)
         soft = None if soft_labels is None else torch.as_tensor(soft_labels).detach().to("cpu", torch.float32)
         synset = cls(images=x, labels=as_labels(labels, len(x), facts["num_classes"]), soft_labels=soft,
                      method=method, **facts, **fields)

@@ -59,7 +59,8 @@ def check_shape(spec: DatasetSpec, images: torch.Tensor) -> None:
 
 
 def dataset_fields(dataset: str, images: torch.Tensor, mean: Sequence[float] | None = None,
-                   std: Sequence[float] | None = None, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+                   std: Sequence[float] | None = None, class_names: Sequence[str] | None = None,
+                   num_classes: int | None = None) -> dict[str, Any]:
     """dataset, num_classes, class_names, mean and std for a set of `images` made from `dataset`: the registry's
     facts unless given; the images must have the dataset's channels and size (a 3-channel tensor checked against
     fashion-mnist names the dataset to pass)."""
@@ -70,9 +71,10 @@ def dataset_fields(dataset: str, images: torch.Tensor, mean: Sequence[float] | N
     if not mean or not std:
         raise ConfigError(f"{spec.name} has no standard mean/std (they are computed from its files): pass mean= "
                           "and std=, the statistics the images were normalised with")
+    k = spec.num_classes if num_classes is None else int(num_classes)
     names = list(class_names) if class_names is not None else (
-        list(spec.class_names) or [str(k) for k in range(spec.num_classes)])
-    return {"dataset": spec.name, "num_classes": spec.num_classes, "class_names": names,
+        list(spec.class_names) if len(spec.class_names) == k else [str(c) for c in range(k)])
+    return {"dataset": spec.name, "num_classes": k, "class_names": names,
             "mean": tuple(float(m) for m in mean), "std": tuple(float(s) for s in std)}
 
 
