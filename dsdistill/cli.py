@@ -128,7 +128,8 @@ def run_select(args: argparse.Namespace) -> int:
     synset = method.fit(real, args.ipc, seed=args.seed)
     _provenance(synset, args)
     synset.save(args.out)
-    print(f"wrote {args.out}: {count(len(synset.images), 'image')} ({args.method}, IPC {synset.ipc}, seed {args.seed})")
+    print(f"wrote {args.out}: {count(len(synset.images), 'image')} ({args.method}, IPC {synset.ipc}, "
+          f"seed {args.seed})")
     return 0
 
 
@@ -141,15 +142,15 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
         if cls.kind == "synthesis":
             methods += [n] + [f"{n}.{p}" for p in getattr(cls, "PRESETS", {})]
     p = sub.add_parser("distill", help="optimise a synthetic set (DM, DataDAM, ...) and write it",
-                       description="Optimise IPC synthetic images per class with a distillation method (matching "
-                                   "what the method matches: features or gradients of freshly initialised networks "
-                                   "(DM, DataDAM), expert trajectories (MTT), a pool of trained models (NCFM) or a "
-                                   "committee (CV-DD)) and write a synthetic-set file. METHOD.PRESET picks a named configuration "
-                                   "(e.g. datadam.official); --set values override it. Without --iterations or "
+                       description="Optimise IPC synthetic images per class against what the method matches "
+                                   "(freshly initialised networks for DM and DataDAM, expert trajectories for MTT, a "
+                                   "pool of trained models for NCFM, a committee for CV-DD) and write a synthetic-set "
+                                   "file. METHOD.PRESET picks a named configuration (e.g. datadam.official); --set "
+                                   "values override it. Without --iterations or "
                                    f"--minutes the run stops after the preset's iterations, the method's own schedule "
                                    f"(cvdd) or {DEFAULT_BUDGET.describe()}. The run state is checkpointed to OUT.ckpt every few "
-                                   "minutes and on Ctrl-C; --resume continues it. The checkpoint is removed once the set "
-                                   "is written; a failed or interrupted run keeps it for --resume. Under torchrun "
+                                   "minutes and on Ctrl-C; --resume continues it. The checkpoint is removed once the "
+                                   "set is written; a failed or interrupted run keeps it for --resume. Under torchrun "
                                    "(`torchrun --nproc_per_node P -m dsdistill distill ...`) the classes are split "
                                    "into P contiguous blocks, each process reads and distills only its classes "
                                    "(gloo on CPU, NCCL on GPUs), rank 0 writes the one set file (the same set as one "
@@ -578,8 +579,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     manifest = export_set(args.set, args.format, args.out, command=_command(args))
-    print(f"wrote {args.out}: {count(manifest['images'], 'image')} of {count(manifest['num_classes'], 'class', 'classes')} "
-          f"({args.format}, set sha256 {manifest['payload_sha256'][:12]})")
+    print(f"wrote {args.out}: {count(manifest['images'], 'image')} of "
+          f"{count(manifest['num_classes'], 'class', 'classes')} ({args.format}, set sha256 "
+          f"{manifest['payload_sha256'][:12]})")
     return 0
 
 

@@ -147,7 +147,7 @@ def test_help_texts_say_what_they_mean(capsys):
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "randomly initialised" not in out and "expert trajectories (MTT)" in out
+    assert "randomly initialised" not in out and "expert trajectories for MTT" in out
     assert "checkpoint is removed once the set is written" in out and "kept on a failure or Ctrl-C" in out
 
 

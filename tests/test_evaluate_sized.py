@@ -117,6 +117,10 @@ def test_compare_takes_sizes_arch_and_path(random_set, fake_fmnist_root, tmp_pat
     assert [r["results"][0]["arch"] for r in reports] == ["mlp", "mlp"]
     assert all(r["results"][0]["path"] == "loop" and len(r["results"][0]["accuracies"]) == 2 for r in reports)
     assert all(r["accuracy_unit"] == "fraction" and r["derived_from"]["hash"] == SMOKE.hash for r in reports)
+    code, stdout, _ = run(capsys, "compare", str(random_set), "--protocol", "smoke", "--arch", "convnet,mlp",
+                          "--data-root", fake_fmnist_root, "--device", "cpu")
+    rows = stdout.splitlines()[2:]
+    assert code == 0 and len(rows) == 2 and rows[0].split()[4] == "convnet" and rows[1].split()[4] == "mlp"
     code, _, err = run(capsys, "compare", str(random_set), "--protocol", "smoke", "--path", "vmap", "--arch",
                        "resnet18-bn", "--data-root", fake_fmnist_root, "--device", "cpu")
     assert code == 2 and "batch norm" in err   # --path reaches the evaluator

@@ -88,7 +88,8 @@ class Report:
                 f"{self.labels} labels{how}, {self.label_bytes} label bytes{teacher}) | protocol {self.protocol} "
                 f"v{self.protocol_version} #{self.protocol_hash}")
         warning = comparability_line(self.protocol, self.derived_from)
-        rows = [head, *([warning] if warning else []), f"{'arch':<14} {'mean':>7} {'std':>6}  {'models':>6}  {'seconds':>8}  accuracies (final epoch)"]
+        rows = [head, *([warning] if warning else []),
+                f"{'arch':<14} {'mean':>7} {'std':>6}  {'models':>6}  {'seconds':>8}  accuracies (final epoch)"]
         for r in self.results:
             accs = " ".join(f"{100 * a:.2f}" for a in r.accuracies)
             rows.append(f"{r.arch:<14} {100 * r.mean:>7.2f} {100 * r.std:>6.2f}  {len(r.accuracies):>6}  "
@@ -108,16 +109,16 @@ class Report:
 
 
 def compare_table(protocol: Protocol | str, set_paths: Sequence[str], reports: Sequence[Report]) -> str:
-    """`dsdistill compare`'s table: one line per set under one protocol (the protocol's own architecture)."""
+    """`dsdistill compare`'s table: one line per set and architecture under one protocol."""
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     width = max(len(str(p)) for p in set_paths)
     warning = comparability_line(protocol.name, derived_from(protocol))
     lines = [f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
              f"mean ± std over {count(protocol.num_models, 'model')}", *([warning] if warning else []),
-             f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}  labels"]
+             f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'arch':<12} {'accuracy':>14}  labels"]
     for path, rep in zip(set_paths, reports):
-        r = rep.results[0]
         labels = rep.labels + (f" ({rep.label_source})" if rep.labels == "soft" else "")
-        lines.append(f"{str(path):<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
-                     f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
+        for r in rep.results:  # one row per architecture (--arch a,b)
+            lines.append(f"{str(path):<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  {r.arch:<12} "
+                         f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
     return "\n".join(lines)

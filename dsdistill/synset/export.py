@@ -50,7 +50,8 @@ def to_pixels(synset: SyntheticSet, images: torch.Tensor) -> tuple[torch.Tensor,
     """Images in [0, 1] pixel space (not yet clipped) and the formula used: x * std + mean per channel, or the
     inverse of the set's own ZCA whitening (whose input was [0, 1] pixels)."""
     if synset.image_space == "zca":
-        return ZCA.from_state_dict(synset.zca).inverse(images), "inverse of the set's ZCA whitening, then clip to [0, 1]"
+        return (ZCA.from_state_dict(synset.zca).inverse(images),
+                "inverse of the set's ZCA whitening, then clip to [0, 1] and round(255 * pixel)")
     mean = torch.tensor(synset.mean, dtype=images.dtype).view(1, -1, 1, 1)
     std = torch.tensor(synset.std, dtype=images.dtype).view(1, -1, 1, 1)
     return images * std + mean, "pixel = clip(x * std + mean, 0, 1) per channel, then round(255 * pixel)"

@@ -319,4 +319,5 @@ class ExpertsRequest(ModelRequest):
                              command=command, on_expert=on_unit)
 
     def describe(self) -> str:
-        return f"{self.arch} {self.model_options()}, {count(self.epochs, 'epoch')}, recipe {self.recipe}, seed {self.seed}"
+        return (f"{self.arch} {self.model_options()}, {count(self.epochs, 'epoch')}, recipe {self.recipe}, "
+                f"seed {self.seed}")
