@@ -5,6 +5,7 @@ The public API in a few names:
     real = load_dataset("fashion-mnist")
     synset = create_synthesizer("datadam").fit(real, ipc=10, seed=0, budget=Budget(minutes=10))
     report = evaluate(synset, "dc", data=real)
+    report = evaluate_tensors(images, labels, "dc", dataset="fashion-mnist")   # another tool's tensors
 
 Names load on first use (PEP 562), so `import dsdistill` and the command line start without importing torch
 and every method: a Ctrl-C during start-up then meets the CLI's handler, not an import traceback.
@@ -24,6 +25,8 @@ _API = {  # public name -> the module that defines it
     "create_synthesizer": ".synthesizers",
     "Budget": ".synthesizers",
     "evaluate": ".evaluate",
+    "evaluate_tensors": ".evaluate",
+    "get_protocol": ".evaluate",
     "SyntheticSet": ".synset",
     "init_world": "._distributed",
     "load_shard": "._distributed",
@@ -33,7 +36,7 @@ __all__ = ["__version__", *_API]
 if TYPE_CHECKING:
     from ._distributed import init_world, load_shard
     from .data import load_dataset
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_tensors, get_protocol
     from .models import create_model
     from .synset import SyntheticSet
     from .synthesizers import Budget, create_synthesizer

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -85,9 +86,7 @@ def _temporary(target: Path) -> Iterator[Path]:
     sweep_stale_temporaries(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.p{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; published sets must be readable
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; published sets must be readable
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -135,6 +134,33 @@ def exclusive_path(path: str | os.PathLike) -> contextlib.AbstractContextManager
     """Like atomic_path, for a file that must never be replaced: the temporary is hard-linked into place, which
     fails with FileExistsError when another writer got there first (even at the same instant)."""
     return _written(path, os.link)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; on success flush what it holds and rename it to `path`,
+    which must not exist yet (a folder of many files appears whole or not at all; a failure removes it)."""
+    target = Path(path)
+    if target.exists():
+        raise ConfigError(f"{target} exists; remove it or choose another place")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.p{os.getpid()}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        for file in sorted(tmp.rglob("*")):
+            _fsync(file)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; an exported set must be readable
+        os.rename(tmp, target)
+        _fsync(target.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

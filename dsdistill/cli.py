@@ -24,9 +24,13 @@ from .data import dataset_status, load_dataset
 from .errors import ConfigError, DsdistillError
 from .evaluate import PROTOCOLS
 from .evaluate.files import score_files
+from .evaluate.protocols import protocols_table, sized_protocol
 from .evaluate.report import compare_table
+from .synset.export import FORMATS, export_set
 from .synset.tools import describe, draw, import_for_dataset
 from .synthesizers import Interrupted, check_seed
+from .synthesizers.finish import save_and_clear
+from ._text import count
 
 if TYPE_CHECKING:
     from .bench import WholeScore
@@ -148,7 +152,7 @@ KINDS = {"synthesis": ("a synthesizer", "dsdistill distill --method {}"),     # 
 def _built(args: argparse.Namespace, kind: str, **budget: Any):
     """The method (and budget) args name, through the one factory; a method of another kind says where it goes."""
     from .synthesizers import build, resolve_method
-    cls = resolve_method(args.method)[0]
+    cls = resolve_method(args.method, kind)[0]
     if cls.kind != kind:
         words, command = KINDS[cls.kind]
         raise ConfigError(f"{args.method!r} is {words}; use `{command.format(args.method)}`")
@@ -161,7 +165,8 @@ def run_select(args: argparse.Namespace) -> int:
     synset = method.fit(real, args.ipc, seed=args.seed)
     _provenance(synset, args)
     synset.save(args.out)
-    print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, seed {args.seed})")
+    print(f"wrote {args.out}: {count(len(synset.images), 'image')} ({args.method}, IPC {synset.ipc}, "
+          f"seed {args.seed})")
     return 0
 
 
@@ -174,12 +179,15 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
         if cls.kind == "synthesis":
             methods += [n] + [f"{n}.{p}" for p in getattr(cls, "PRESETS", {})]
     p = sub.add_parser("distill", help="optimise a synthetic set (DM, DataDAM, ...) and write it",
-                       description="Optimise IPC synthetic images per class against randomly initialised networks "
-                                   "and write a synthetic-set file. METHOD.PRESET picks a named configuration "
-                                   "(e.g. datadam.official); --set values override it. Without --iterations or "
+                       description="Optimise IPC synthetic images per class against what the method matches "
+                                   "(freshly initialised networks for DM and DataDAM, expert trajectories for MTT, a "
+                                   "pool of trained models for NCFM, a committee for CV-DD) and write a synthetic-set "
+                                   "file. METHOD.PRESET picks a named configuration (e.g. datadam.official); --set "
+                                   "values override it. Without --iterations or "
                                    f"--minutes the run stops after the preset's iterations, the method's own schedule "
                                    f"(cvdd) or {DEFAULT_BUDGET.describe()}. The run state is checkpointed to OUT.ckpt every few "
-                                   "minutes and on Ctrl-C; --resume continues it. Under torchrun "
+                                   "minutes and on Ctrl-C; --resume continues it. The checkpoint is removed once the "
+                                   "set is written; a failed or interrupted run keeps it for --resume. Under torchrun "
                                    "(`torchrun --nproc_per_node P -m dsdistill distill ...`) the classes are split "
                                    "into P contiguous blocks, each process reads and distills only its classes "
                                    "(gloo on CPU, NCCL on GPUs), rank 0 writes the one set file (the same set as one "
@@ -200,7 +208,9 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT.ckpt (under torchrun: every rank from its OUT.rank{r}-of-{P}.ckpt, at the "
                         "newest iteration all ranks have; use the same number of processes)")
-    p.add_argument("--checkpoint", default=None, type=output_file, help="checkpoint path (default: OUT.ckpt)")
+    p.add_argument("--checkpoint", default=None, type=output_file,
+                   help="checkpoint path (default: OUT.ckpt; removed when the set is written, kept on a failure or "
+                        "Ctrl-C)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr_img=1 (repeatable; unknown keys list the valid ones)")
     _common(p)
@@ -226,16 +236,17 @@ def run_distill(args: argparse.Namespace) -> int:
             print(f"dsdistill: {world.describe() + ': ' if world.sharded else ''}{stop}; continue with the same "
                   "command plus --resume", file=sys.stderr)
             return 130
+        if synset is not None:
+            _provenance(synset, args)
+        try:  # the set first (never over a file another run wrote meanwhile), then the checkpoints it no longer needs
+            save_and_clear(synset, args.out, checkpoint, world, unchanged_since=out_before)
+        except ConfigError as err:
+            raise ConfigError(f"{err}: this run is kept in {checkpoint}; write it elsewhere with the same command "
+                              f"plus --resume --checkpoint {checkpoint} --out OTHER.h5") from None
     if synset is None:  # a rank other than 0 under torchrun: rank 0 writes the set
         return 0
-    _provenance(synset, args)
-    try:
-        synset.save(args.out, unchanged_since=out_before)
-    except ConfigError as err:
-        raise ConfigError(f"{err}: this run is kept in {checkpoint}; write it elsewhere with the same command "
-                          f"plus --resume --checkpoint {checkpoint} --out OTHER.h5") from None
-    print(f"wrote {args.out}: {len(synset.images)} images ({args.method}, IPC {synset.ipc}, "
-          f"{synset.distill_iterations} iterations, {synset.distill_seconds:.0f} s)")
+    print(f"wrote {args.out}: {count(len(synset.images), 'image')} ({args.method}, IPC {synset.ipc}, "
+          f"{count(synset.distill_iterations, 'iteration')}, {synset.distill_seconds:.0f} s)")
     teacher = synset.extra.get("teacher")
     if synset.soft_labels is not None or teacher:
         where = (f"stored in the file ({synset.soft_labels.numel() * synset.soft_labels.element_size()} bytes)"
@@ -278,7 +289,7 @@ def _train_model_folder(args: argparse.Namespace, line: Callable[[dict], str] | 
     entries = read_manifest(kind, out)[kind.entries]
     for e in entries:
         print(line(e) if line else f"{kind.unit} {e['index']}: test accuracy {100 * e['test_accuracy']:.2f}%")
-    print(f"wrote {out}: {len(entries)} {kind.entries} ({request.describe()}), "
+    print(f"wrote {out}: {count(len(entries), kind.unit, kind.entries)} ({request.describe()}), "
           f"{folder_bytes(kind, out) / 2**20:.1f} MiB on disk")
     return 0
 
@@ -363,7 +374,7 @@ def add_committee(sub: argparse._SubParsersAction) -> None:
         sub, "committee", run_committee, own, help="train CV-DD's committee of BatchNorm models on the real data",
         description="Train each member (a BatchNorm model) on the real training set and store its checkpoint, "
                     "sha256, test accuracy and prior in DIR (committee.json + member-NAME.pt). The prior is the "
-                    "member's accuracy (%%) on HOLDOUT validation images per class held out of training (ours; "
+                    "member's accuracy (%) on HOLDOUT validation images per class held out of training (ours; "
                     "CV-DD uses the accuracy of a set distilled by the member alone). CV-DD (--method cvdd) votes "
                     "with these members and labels with their weighted ensemble; `evaluate --protocol kd --teacher "
                     "DIR` scores any set with it. Training: the toolkit's real-data trainer (SGD 0.01, momentum 0.9, "
@@ -373,7 +384,7 @@ def add_committee(sub: argparse._SubParsersAction) -> None:
 
 def run_committee(args: argparse.Namespace) -> int:
     return _train_model_folder(args, line=lambda m: f"{m['name']:<40} prior {m['prior']:6.2f}  test "
-                               f"{100 * m['test_accuracy']:6.2f}%  {m['train_images']} images  "
+                               f"{100 * m['test_accuracy']:6.2f}%  {count(m['train_images'], 'image')}  "
                                f"{m['bytes'] / 2**20:.1f} MiB  sha256 {m['sha256'][:12]}")
 
 
@@ -427,18 +438,36 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                                    "and writes the one merged report (seconds are summed over the ranks).")
     p.add_argument("set", nargs="?", help="synthetic-set file (.h5)")
     p.add_argument("--protocol", default="dc", help=f"one of: {', '.join(PROTOCOLS.list())} (default: dc)")
-    p.add_argument("--arch", default=None,
-                   help="comma-separated architectures for cross-architecture scores, e.g. convnet,mlp,lenet,"
-                        "alexnet,vgg11,resnet18 (default: the protocol's)")
+    _arch_options(p)
     p.add_argument("--json", default=None, type=output_file, help="also write the report as JSON here")
-    p.add_argument("--path", default="auto", choices=["auto", "vmap", "loop"],
-                   help="training path: vectorised N-model (vmap), plain loop, or auto (default)")
+    _size_options(p)
     p.add_argument("--whole", action="store_true",
                    help="score the whole training set of --dataset instead of a file (cached per protocol hash)")
     p.add_argument("--dataset", default="fashion-mnist", help="with --whole: the dataset (default: fashion-mnist)")
     _teacher_option(p)
     _common(p)
     p.set_defaults(run=run_evaluate)
+
+
+def _size_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="train N epochs instead of the protocol's (lr decay at the same fraction): a sized protocol "
+                        "such as dc[epochs=300] with its own hash, NOT comparable with its parent")
+    p.add_argument("--models", type=int, default=None, metavar="M",
+                   help="train M models: the protocol's first M seeds (more extends them 0..M-1); a sized protocol, "
+                        "NOT comparable with its parent")
+
+
+def _arch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default=None,
+                   help="comma-separated architectures for cross-architecture scores, e.g. convnet,mlp,lenet,"
+                        "alexnet,vgg11,resnet18 (default: the protocol's)")
+    p.add_argument("--path", default="auto", choices=["auto", "vmap", "loop"],
+                   help="training path: vectorised N-model (vmap), plain loop, or auto (default)")
+
+
+def _archs(args: argparse.Namespace) -> list[str] | None:
+    return [a.strip() for a in args.arch.split(",") if a.strip()] if args.arch else None
 
 
 def _teacher_option(p: argparse.ArgumentParser) -> None:
@@ -450,9 +479,10 @@ def _teacher_option(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    archs = [a.strip() for a in args.arch.split(",") if a.strip()] if args.arch else None
+    archs = _archs(args)
+    protocol = sized_protocol(args.protocol, args.epochs, args.models)
     if args.whole:
-        score = score_whole(args.dataset, args.protocol, archs=archs, data_root=args.data_root, device=args.device,
+        score = score_whole(args.dataset, protocol, archs=archs, data_root=args.data_root, device=args.device,
                             path=args.path, teacher=args.teacher)
         if score is None:  # a rank other than 0 under torchrun
             return 0
@@ -463,7 +493,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     elif not args.set:
         raise ConfigError("give a set file to evaluate, or --whole --dataset NAME")
     else:
-        reports = score_files([args.set], args.protocol, archs=archs, data_root=args.data_root, device=args.device,
+        reports = score_files([args.set], protocol, archs=archs, data_root=args.data_root, device=args.device,
                               path=args.path, teacher=args.teacher)
         if reports is None:  # a rank other than 0 under torchrun
             return 0
@@ -483,6 +513,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                                    "Under torchrun each set's models are split across the processes; rank 0 prints.")
     p.add_argument("sets", nargs="+", help="synthetic-set files (.h5)")
     p.add_argument("--protocol", default="dc", help="protocol name (default: dc)")
+    _size_options(p)
+    _arch_options(p)
     p.add_argument("--json", default=None, type=output_file, help="also write every report into this JSON file")
     _teacher_option(p)
     _common(p)
@@ -490,11 +522,12 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    reports = score_files(args.sets, args.protocol, data_root=args.data_root, device=args.device,
-                          teacher=args.teacher)
+    protocol = sized_protocol(args.protocol, args.epochs, args.models)
+    reports = score_files(args.sets, protocol, archs=_archs(args), data_root=args.data_root, device=args.device,
+                          path=args.path, teacher=args.teacher)
     if reports is None:  # a rank other than 0 under torchrun
         return 0
-    print(compare_table(args.protocol, args.sets, reports))
+    print(compare_table(protocol, args.sets, reports))
     if args.json:
         write_json(args.json, [rep.to_json() for rep in reports])
     return 0
@@ -519,7 +552,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 @command
 def add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print a set's metadata", description="Print a synthetic-set file's metadata.")
+    p = sub.add_parser("info", help="print a set's metadata",
+                       description="Print a synthetic-set file's metadata: dataset, method, class names, images, "
+                                   "labels, the stored loss curve (first, last, min, iterations), provenance.")
     p.add_argument("set", help="synthetic-set file (.h5)")
     p.set_defaults(run=run_info)
 
@@ -541,14 +576,54 @@ def add_import(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="the dataset the set was made from")
     p.add_argument("--experiment", type=int, default=0, help="which experiment of a DC/DM result file (default 0)")
     p.add_argument("--method", default="imported", help="method name to record")
+    p.add_argument("--lr", default=None, metavar="NUMBER|FILE",
+                   help="the learned step size, a number or MTT's lr_best.pt (official MTT files store it): kept in "
+                        "the set, so --protocol mtt trains with it")
+    p.add_argument("--zca", action="store_true",
+                   help="the images are ZCA-whitened, as MTT's CIFAR sets (kornia ZCA fit on the train pixels): the "
+                        "dataset is loaded to fit the same whitening, which the set then carries")
+    p.add_argument("--data-root", default=None, help="with --zca: folder holding the dataset files")
     p.add_argument("--out", required=True, type=output_file, help="output .h5")
     p.set_defaults(run=run_import)
 
 
 def run_import(args: argparse.Namespace) -> int:
     synset = import_for_dataset(args.source, args.out, dataset=args.dataset, labels_path=args.labels,
-                                experiment=args.experiment, method=args.method, command=_command(args))
-    print(f"wrote {args.out}: {len(synset.images)} images")
+                                experiment=args.experiment, method=args.method, command=_command(args),
+                                lr=_number_or_path(args.lr), zca=args.zca, data_root=args.data_root)
+    extra = (f", learned lr {synset.lr:g}" if synset.lr is not None else "") + (", ZCA" if args.zca else "")
+    print(f"wrote {args.out}: {count(len(synset.images), 'image')}{extra}")
+    return 0
+
+
+def _number_or_path(value: str | None) -> float | str | None:
+    """--lr 0.01 is a number, --lr lr_best.pt a file (the importer reads it)."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return value
+
+
+@command
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a set as an image folder (torchvision ImageFolder) or a numpy .npz",
+                       description="Write a set file for tools that do not read HDF5. imagefolder: the decoded "
+                                   "training images as 8-bit PNGs, one folder per class named KK-<class name> (the "
+                                   "index keeps torchvision.datasets.ImageFolder's class index equal to the label), "
+                                   "and manifest.json (the set's sha256, its normalisation, the de-normalisation "
+                                   "used, clipped pixel values). npz: the stored float32 images exactly, labels, "
+                                   "soft labels and lr when present, and a metadata JSON string.")
+    p.add_argument("set", help="synthetic-set file (.h5)")
+    p.add_argument("--format", required=True, choices=list(FORMATS), help="imagefolder or npz")
+    p.add_argument("--out", required=True, metavar="PATH", help="a new folder (imagefolder) or an .npz file")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    manifest = export_set(args.set, args.format, args.out, command=_command(args))
+    print(f"wrote {args.out}: {count(manifest['images'], 'image')} of "
+          f"{count(manifest['num_classes'], 'class', 'classes')} ({args.format}, set sha256 "
+          f"{manifest['payload_sha256'][:12]})")
     return 0
 
 
@@ -561,9 +636,7 @@ def add_protocols(sub: argparse._SubParsersAction) -> None:
 
 
 def run_protocols(args: argparse.Namespace) -> int:
-    for name in PROTOCOLS.list():
-        proto = PROTOCOLS.get(name)
-        print(f"{name:<10} v{proto.version} #{proto.hash}  {proto.description}")
+    print(protocols_table())
     return 0
 
 
@@ -608,11 +681,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.import_dirs:
         for folder, added, stored in import_folders(args.import_dirs, args.store):
-            print(f"{folder}: {added} records added, {stored} already stored")
+            print(f"{folder}: {count(added, 'record')} added, {stored} already stored")
         return 0
     if args.adopt:
         adopted, differ = adopt_folder(args.adopt, args.store)
-        print(f"{args.adopt}: {len(adopted)} records adopted" + "".join(f"\n  adopted {a}" for a in adopted))
+        print(f"{args.adopt}: {count(len(adopted), 'record')} adopted" + "".join(f"\n  adopted {a}" for a in adopted))
         if differ:
             print(f"not adopted, the remade set differs from the stored one: {'; '.join(differ)}", file=sys.stderr)
         return 0
@@ -653,7 +726,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     files, plots = regenerate(args.store, args.out, args.csv, args.plots, draw=not args.no_plots,
                               command=_command(args))
-    print(f"wrote {files[0]}, {files[1]}" + (f" and {len(files) - 2} pictures under {plots}" if plots else ""))
+    print(f"wrote {files[0]}, {files[1]}" + (f" and {count(len(files) - 2, 'picture')} under {plots}" if plots else ""))
     return 0
 
 
@@ -675,7 +748,7 @@ def run_manifest(args: argparse.Namespace) -> int:
         print(f"{args.folder}/{MANIFEST}: every set loads and matches its sha256")
         return 0
     manifest = write_manifest(args.folder, args.store, _command(args))
-    print(f"wrote {args.folder}/{MANIFEST}: {len(manifest['sets'])} sets")
+    print(f"wrote {args.folder}/{MANIFEST}: {count(len(manifest['sets']), 'set')}")
     return 0
 
 

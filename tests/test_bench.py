@@ -258,7 +258,7 @@ def test_adopt_replaces_an_unmeasured_imported_record_only_when_the_remade_set_i
               log=lambda s: None)
     assert main(["bench", "--adopt", str(remade.root), "--store", str(store.root)]) == 0
     out, err = capsys.readouterr()
-    assert "1 records adopted" in out and "adopted dm IPC 1 seed 0" in out and "herding IPC 1 seed 0" in err
+    assert "1 record adopted" in out and "adopted dm IPC 1 seed 0" in out and "herding IPC 1 seed 0" in err
     dm = store.get("distill", records["dm"]["key"])
     assert dm["peak_memory_mib"] is not None and dm["supersedes"]["imported_from"] == unmeasured["imported_from"]
     assert Path(dm["set_path"]).parent == store.root / "sets" / "fashion-mnist"

@@ -8,6 +8,8 @@ import h5py
 import pytest
 
 from dsdistill.cli import COMMANDS, build_parser, main
+from dsdistill.data import load_dataset
+from dsdistill.synthesizers import Budget, create_synthesizer
 
 
 def run(capsys, *argv):
@@ -44,9 +46,14 @@ def test_distill_and_resume(fake_fmnist_root, tmp_path, capsys):
     base = ["distill", "--method", "dm", "--ipc", "2", "--out", str(out), "--data-root", fake_fmnist_root,
             "--device", "cpu", "--set", "width=8", "--set", "batch_real=4"]
     code, stdout, _ = run(capsys, *base, "--iterations", "2", "--flip")
-    assert code == 0 and "2 iterations" in stdout and (tmp_path / "dm.h5.ckpt").exists()
+    # a finished run removes its checkpoint once the set is written (issue 22)
+    assert code == 0 and "2 iterations" in stdout and out.exists() and not (tmp_path / "dm.h5.ckpt").exists()
+    # an unfinished run (its checkpoint kept, as after Ctrl-C) resumes from the command line
+    create_synthesizer("dm", width=8, batch_real=4, flip=True).fit(
+        load_dataset("fashion-mnist", fake_fmnist_root), 2, seed=0, budget=Budget(iterations=2),
+        checkpoint=tmp_path / "dm.h5.ckpt")
     code, stdout, _ = run(capsys, *base, "--iterations", "3", "--flip", "--resume")
-    assert code == 0 and "3 iterations" in stdout
+    assert code == 0 and "3 iterations" in stdout and not (tmp_path / "dm.h5.ckpt").exists()
     with h5py.File(out) as f:
         assert json.loads(f.attrs["method_config"])["flip"] is True
 
@@ -129,3 +136,42 @@ def test_compare_prints_one_table(random_set, fake_fmnist_root, tmp_path, capsys
                        "--data-root", fake_fmnist_root, "--device", "cpu", "--json", str(tmp_path / "c.json"))
     assert code == 0 and "protocol smoke" in out and "random" in out and "k-center" in out
     assert len(json.loads((tmp_path / "c.json").read_text())) == 2
+
+
+# ---------------------------------------------------------------- issue 22's small things
+def test_help_texts_say_what_they_mean(capsys):
+    with pytest.raises(SystemExit):
+        main(["committee", "--help"])
+    out = capsys.readouterr().out
+    assert "%%" not in out and "accuracy (%)" in out
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "randomly initialised" not in out and "expert trajectories for MTT" in out
+    assert "checkpoint is removed once the set is written" in out and "kept on a failure or Ctrl-C" in out
+
+
+def test_distill_offers_only_synthesizers_and_the_close_name(capsys):
+    from dsdistill.synthesizers import SYNTHESIZERS
+    code, _, err = run(capsys, "distill", "--method", "dmm", "--ipc", "1", "--out", "x.h5")
+    synthesizers = [n for n, c in SYNTHESIZERS.items() if c.kind == "synthesis"]
+    assert code == 2 and f"unknown method 'dmm'; did you mean 'dm'? valid: {', '.join(synthesizers)}" in err
+    assert "random" not in err and "herding" not in err
+    code, _, err = run(capsys, "select", "--method", "herdin", "--ipc", "1", "--out", "x.h5")
+    assert code == 2 and "did you mean 'herding'?" in err and "dm" not in err.split("valid:")[1]
+    code, _, err = run(capsys, "distill", "--method", "datadam.oficial", "--ipc", "1", "--out", "x.h5")
+    assert code == 2 and "did you mean 'datadam.official'?" in err
+
+
+def test_distill_keeps_the_checkpoint_when_the_set_is_not_written(fake_fmnist_root, tmp_path, capsys, monkeypatch):
+    from dsdistill.synset import SyntheticSet
+
+    def fail(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SyntheticSet, "save", fail)
+    out = tmp_path / "dm.h5"
+    with pytest.raises(OSError):
+        main(["distill", "--method", "dm", "--ipc", "1", "--iterations", "2", "--out", str(out), "--data-root",
+              fake_fmnist_root, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4"])
+    assert (tmp_path / "dm.h5.ckpt").exists() and not out.exists()  # --resume can still finish it

@@ -96,7 +96,8 @@ def test_score_files_scores_each_file_in_order_as_evaluate_does(two_sets, fake_f
     assert reports[1].results[0].accuracies == direct.results[0].accuracies
     assert list((cache_dir() / "partial").glob("*")) == []  # complete reports leave no resume log
     table = compare_table("smoke", paths, reports).splitlines()
-    assert table[0].startswith(f"protocol smoke v{SMOKE.version} #{SMOKE.hash}") and "over 1 models" in table[0]
+    assert table[0].startswith(f"protocol smoke v{SMOKE.version} #{SMOKE.hash}")
+    assert table[0].endswith("over 1 model")  # singular (issue 22: no "1 models")
     assert len(table) == 4 and table[2].startswith(paths[0]) and "k-center" in table[3]
 
 

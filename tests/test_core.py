@@ -84,3 +84,21 @@ def test_keep_freed_memory_is_harmless():
     from dsdistill._malloc import keep_freed_memory
     assert keep_freed_memory() in (True, False)
     assert torch.ones(1000, 1000).sum() == 1e6
+
+
+def test_registry_offers_close_names_and_a_narrowed_list():
+    reg = Registry("protocol")
+    for name in ("dc", "dc-quick", "kd", "smoke"):
+        reg.register(name)(name)
+    with pytest.raises(UnknownNameError, match=r"^unknown protocol 'smoek'; did you mean 'smoke'\? valid: dc, "):
+        reg.get("smoek")
+    with pytest.raises(UnknownNameError, match=r"^unknown protocol 'zzz'; valid: dc, dc-quick, kd, smoke$"):
+        reg.get("zzz")  # nothing close: no suggestion
+    with pytest.raises(UnknownNameError, match=r"^unknown protocol 'kdd'; did you mean 'kd'\? valid: kd, smoke$"):
+        reg.get("kdd", offer=["kd", "smoke"])
+
+
+def test_count_puts_the_noun_in_the_right_number():
+    from dsdistill._text import count
+    assert [count(n, "iteration") for n in (0, 1, 2)] == ["0 iterations", "1 iteration", "2 iterations"]
+    assert count(1, "class", "classes") == "1 class" and count(3, "class", "classes") == "3 classes"

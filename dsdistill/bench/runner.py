@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from .._text import count
 from .._device import resolve_device
 from .._progress import progress
 from ..data import RealData, load_dataset
@@ -54,8 +55,8 @@ class Summary:
     store: str = ""                                      # the store's folder (bench_suite)
 
     def line(self) -> str:
-        return (f"{len(self.made)} sets made, {len(self.scored)} evaluations run, "
-                f"{len(self.skipped)} steps already stored")
+        return (f"{count(len(self.made), 'set')} made, {count(len(self.scored), 'evaluation')} run, "
+                f"{count(len(self.skipped), 'step')} already stored")
 
 
 def select_cells(suite: Suite, only: list[str] | None = None, skip: list[str] | None = None,

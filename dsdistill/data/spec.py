@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .._registry import Registry
+from .._registry import Registry, unknown_name
 from ..errors import UnknownNameError
 from .checksums import RawFile
 from .readers import NativeReader
@@ -72,4 +72,4 @@ def resolve_dataset(name: str) -> DatasetSpec:
         return DATASET_FAMILIES.get(prefix)(argument)
     if name in DATASETS:
         return DATASETS.get(name)
-    raise UnknownNameError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS.list() + family_names())}")
+    raise UnknownNameError(unknown_name("dataset", name, DATASETS.list() + family_names()))

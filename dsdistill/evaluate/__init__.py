@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -20,13 +20,13 @@ from ..teachers.committee import state_sha256
 from .finished import FinishedModels
 from .kd import KDSpec, OnlineLabels, StoredLabels, train_kd
 from .protocols import PROTOCOLS, Protocol, get_protocol
-from .report import ArchResult, Report
+from .report import ACCURACY_UNIT, ArchResult, Report, derived_from
 from .soft import SoftLabels, resolve_soft_labels
 from .trainer import TrainSpec, train_loop, train_vmap
 
 TRAINERS = {"loop": train_loop, "vmap": train_vmap}
 
-__all__ = ["evaluate", "Protocol", "PROTOCOLS", "get_protocol", "Report", "ArchResult", "TRAINERS"]
+__all__ = ["evaluate", "evaluate_tensors", "Protocol", "PROTOCOLS", "get_protocol", "Report", "ArchResult", "TRAINERS"]
 
 
 def _check_compatible(synset: SyntheticSet, data: RealData) -> None:
@@ -164,7 +164,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
                     method=synset.method, ipc=synset.ipc, stored_images=len(synset.images),
                     labels=proto.label_mode, label_bytes=synset.label_bytes, notes=notes, device=str(dev),
                     label_source=soft.source.kind if soft else "hard", teacher=soft.teacher if soft else "",
-                    teacher_bytes=soft.teacher_bytes if soft else 0)
+                    teacher_bytes=soft.teacher_bytes if soft else 0, derived_from=derived_from(proto))
     arch_list = list(archs or [proto.architecture])
     mine = world.share([(a, seed) for a in range(len(arch_list)) for seed in proto.seeds])
     parts = []
@@ -209,3 +209,22 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
         report.device = f"{dev.type} x{world.size} processes ({world.backend})"
     finished.remove()
     return report
+
+
+def evaluate_tensors(images: Any, labels: Any = None, protocol: Protocol | str = "dc", *, dataset: str,
+                     soft_labels: Any = None, lr: float | None = None, method: str = "imported",
+                     archs: Sequence[str] | None = None, data: RealData | None = None, data_root: str | None = None,
+                     device: str | torch.device = "auto", path: str = "auto",
+                     teacher: "str | Path | torch.nn.Module | None" = None) -> Report:
+    """Score another tool's tensors in one call: `evaluate_tensors(images, labels, "dc", dataset="cifar10")`.
+
+    images [N, C, H, W] normalised with the dataset's mean/std; labels [N] class indices or None for
+    class-major order (SyntheticSet.from_tensors states the defaults). With `data` given, its classes and
+    statistics are the set's (the images must be normalised as it is). The report equals evaluating the same
+    tensors saved as a set file; the rest of the arguments are evaluate()'s."""
+    facts = {} if data is None else {"num_classes": data.num_classes, "class_names": data.class_names,
+                                     "mean": data.mean, "std": data.std}
+    synset = SyntheticSet.from_tensors(images, labels, dataset=dataset, soft_labels=soft_labels, lr=lr,
+                                       method=method, **facts)
+    return evaluate(synset, protocol, archs=archs, data=data, data_root=data_root, device=device, path=path,
+                    teacher=teacher)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._registry import Registry
+from .._text import count
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,56 @@ class Protocol:
     lr_source: str = "protocol"            # "protocol" or "set" (a learned step size carried by the set)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     extras: tuple[tuple[str, Any], ...] = field(default=())  # later protocol families (kd temperature, ...)
+    derived_from: tuple[str, str] = ()     # (name, hash) of the protocol this one was sized from (derive); () if none
 
     @property
     def num_models(self) -> int:
         return len(self.seeds)
 
     def identity(self) -> dict[str, Any]:
-        """Every field that decides a score (the description is documentation, not identity)."""
+        """Every field that decides a score (the description is documentation, not identity; derived_from is
+        already in a derived protocol's name, and leaving it out keeps every registered protocol's hash)."""
         d = dataclasses.asdict(self)
         d.pop("description")
+        d.pop("derived_from")
         return d
+
+    def derive(self, **changes: int) -> "Protocol":
+        """This protocol sized differently: `derive(epochs=300, models=3)` is `dc[epochs=300,models=3]`.
+
+        The derived protocol has its own name and hash, and says which protocol it came from (`derived_from`);
+        its scores are NOT comparable with the parent's, and every table and JSON says so. What can change:
+
+        - ``epochs`` (>= 1): the lr decay stays at the same fraction of the training (`lr_decay_at`), so
+          dc's x0.1 at half of 1000 epochs becomes x0.1 at half of 300;
+        - ``models`` (>= 1): the first M of the parent's listed seeds; more than the parent lists extends
+          them with the next unused integers (dc's 0..4 with models=8 gives 0..7), so a derived protocol
+          still trains the parent's models first and never picks seeds.
+
+        Other fields are not sizes: they change what the score measures, which is a new protocol to
+        register, not a derived one. A change equal to the parent's value is no change (the parent itself
+        comes back when nothing differs)."""
+        if self.derived_from and self.derived_from[0] in PROTOCOLS:  # re-sizing a derived one: derive from the root
+            root = PROTOCOLS.get(self.derived_from[0])
+            return root.derive(**{"epochs": self.epochs, "models": self.num_models, **changes})
+        unknown = sorted(set(changes) - set(DERIVABLE))
+        if unknown:
+            raise ConfigError(f"protocol {self.name!r} cannot derive {', '.join(unknown)}; "
+                              f"derivable: {', '.join(DERIVABLE)}")
+        current = {"epochs": self.epochs, "models": self.num_models}
+        for key, value in changes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        changed = {k: int(changes[k]) for k in DERIVABLE if k in changes and changes[k] != current[k]}
+        if not changed:
+            return self
+        epochs = changed.get("epochs", self.epochs)
+        name = f"{self.name}[{','.join(f'{k}={v}' for k, v in changed.items())}]"
+        return dataclasses.replace(
+            self, name=name, epochs=epochs, seeds=_sized_seeds(self.seeds, changed.get("models", self.num_models)),
+            derived_from=(self.name, self.hash),
+            description=f"{self.name} sized to {count(epochs, 'epoch')} and "
+                        f"{count(changed.get('models', self.num_models), 'model')}: not comparable with {self.name}.")
 
     @property
     def hash(self) -> str:
@@ -58,6 +101,26 @@ class Protocol:
     def extra(self, key: str, default: Any = None) -> Any:
         """A protocol-family option from `extras` (e.g. the kd temperature)."""
         return dict(self.extras).get(key, default)
+
+
+DERIVABLE = ("epochs", "models")  # Protocol.derive's changes, in the order a derived name lists them
+
+
+def _sized_seeds(seeds: tuple[int, ...], models: int) -> tuple[int, ...]:
+    """The first `models` listed seeds, extended by the next unused integers when more are wanted."""
+    out = list(seeds[:models])
+    nxt = max(seeds, default=-1) + 1
+    while len(out) < models:
+        out.append(nxt)
+        nxt += 1
+    return tuple(out)
+
+
+def sized_protocol(protocol: "Protocol | str", epochs: int | None = None, models: int | None = None) -> Protocol:
+    """The protocol `evaluate --epochs N --models M` scores under: the named one, derived when a size is given."""
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    changes = {k: v for k, v in (("epochs", epochs), ("models", models)) if v is not None}
+    return proto.derive(**changes) if changes else proto
 
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
@@ -128,3 +191,17 @@ KD_QUICK = _add(dataclasses.replace(
 
 def get_protocol(name: str) -> Protocol:
     return PROTOCOLS.get(name)
+
+
+def protocols_table(width: int = 100) -> str:
+    """`dsdistill protocols`: one row per protocol (name, version, hash, epochs, models, labels, architecture),
+    its description wrapped beneath it, so the list reads in a terminal."""
+    head = f"{'protocol':<10} {'v':>2}  {'hash':<16}  {'epochs':>6}  {'models':>6}  {'labels':<6}  arch"
+    lines = [head, "-" * len(head)]
+    for name, p in PROTOCOLS.items():
+        lines.append(f"{name:<10} {p.version:>2}  {p.hash:<16}  {p.epochs:>6}  {p.num_models:>6}  {p.label_mode:<6}  "
+                     f"{p.architecture}")
+        lines += textwrap.wrap(p.description, width=width, initial_indent="    ", subsequent_indent="    ")
+    lines.append("Only scores under the same hash are comparable. `evaluate`/`compare` --epochs N --models M "
+                 "score under a sized protocol (e.g. dc[epochs=300,models=3]) with its own hash.")
+    return "\n".join(lines)

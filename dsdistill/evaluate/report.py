@@ -9,8 +9,25 @@ import numpy as np
 
 from .._io import write_json
 from .._provenance import hardware, utc_now
+from .._text import count
 from .._version import __version__
 from .protocols import Protocol, get_protocol
+
+
+ACCURACY_UNIT = "fraction"
+"""Every accuracy in a report, its JSON and the result store is a fraction in [0, 1]; tables print percent."""
+
+
+def derived_from(protocol: Protocol) -> dict[str, str] | None:
+    """A report's `derived_from` entry: the parent a sized protocol came from, or None."""
+    return dict(zip(("name", "hash"), protocol.derived_from)) if protocol.derived_from else None
+
+
+def comparability_line(name: str, parent: dict[str, str] | None) -> str:
+    """'derived from dc #...: not comparable with dc' (the first line of a sized protocol's tables), or ''."""
+    if not parent:
+        return ""
+    return f"{name} is derived from {parent['name']} #{parent['hash']}: not comparable with {parent['name']}"
 
 
 class AccuracySummary:
@@ -56,6 +73,9 @@ class Report:
     label_source: str = "hard"       # "hard", "stored" (soft labels in the file) or "online" (a teacher labels crops)
     teacher: str = ""                # online: which teacher (committee folder or checkpoint) and its weights
     teacher_bytes: int = 0           # online: bytes of the teacher checkpoints the labels need
+    derived_from: dict[str, str] | None = None  # a sized protocol (Protocol.derive): its parent's name and hash;
+                                     # such a score is NOT comparable with the parent's
+    accuracy_unit: str = ACCURACY_UNIT
     device: str = "cpu"
     hardware: str = field(default_factory=hardware)
     dsdistill_version: str = __version__
@@ -67,7 +87,9 @@ class Report:
         head = (f"{self.method} | {self.dataset} | IPC {self.ipc} ({self.stored_images} stored images, "
                 f"{self.labels} labels{how}, {self.label_bytes} label bytes{teacher}) | protocol {self.protocol} "
                 f"v{self.protocol_version} #{self.protocol_hash}")
-        rows = [head, f"{'arch':<14} {'mean':>7} {'std':>6}  {'models':>6}  {'seconds':>8}  accuracies (final epoch)"]
+        warning = comparability_line(self.protocol, self.derived_from)
+        rows = [head, *([warning] if warning else []),
+                f"{'arch':<14} {'mean':>7} {'std':>6}  {'models':>6}  {'seconds':>8}  accuracies (final epoch)"]
         for r in self.results:
             accs = " ".join(f"{100 * a:.2f}" for a in r.accuracies)
             rows.append(f"{r.arch:<14} {100 * r.mean:>7.2f} {100 * r.std:>6.2f}  {len(r.accuracies):>6}  "
@@ -87,15 +109,16 @@ class Report:
 
 
 def compare_table(protocol: Protocol | str, set_paths: Sequence[str], reports: Sequence[Report]) -> str:
-    """`dsdistill compare`'s table: one line per set under one protocol (the protocol's own architecture)."""
+    """`dsdistill compare`'s table: one line per set and architecture under one protocol."""
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     width = max(len(str(p)) for p in set_paths)
+    warning = comparability_line(protocol.name, derived_from(protocol))
     lines = [f"protocol {protocol.name} v{protocol.version} #{protocol.hash}: final-epoch test accuracy (%), "
-             f"mean ± std over {protocol.num_models} models",
-             f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'accuracy':>14}  labels"]
+             f"mean ± std over {count(protocol.num_models, 'model')}", *([warning] if warning else []),
+             f"{'set':<{width}}  {'method':<10} {'dataset':<14} {'IPC':>4}  {'arch':<12} {'accuracy':>14}  labels"]
     for path, rep in zip(set_paths, reports):
-        r = rep.results[0]
         labels = rep.labels + (f" ({rep.label_source})" if rep.labels == "soft" else "")
-        lines.append(f"{str(path):<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  "
-                     f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
+        for r in rep.results:  # one row per architecture (--arch a,b)
+            lines.append(f"{str(path):<{width}}  {rep.method:<10} {rep.dataset:<14} {rep.ipc:>4}  {r.arch:<12} "
+                         f"{100 * r.mean:>7.2f} ± {100 * r.std:<5.2f}  {labels}, {rep.label_bytes} label bytes")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import h5py
 import numpy as np
@@ -54,14 +54,16 @@ def import_set(path: str | os.PathLike, *, dataset: str, num_classes: int,
                labels_path: str | os.PathLike | None = None,
                lr: float | str | os.PathLike | None = None,
                image_space: str = "normalized", zca: dict[str, torch.Tensor] | None = None,
-               method: str = "imported", decoder: str = "none") -> SyntheticSet:
+               method: str = "imported", decoder: str = "none",
+               check: Callable[[torch.Tensor], None] | None = None) -> SyntheticSet:
     """Read another tool's set as a checked SyntheticSet.
 
     The caller supplies the dataset facts (``num_classes``, ``mean``/``std`` the images were
     normalised with, ``class_names``: default "0".."K-1"), because these files do not carry
     them. ``experiment`` picks one of the sets a DC/DSA/DM result file holds. 2-D float labels
     are soft labels; the hard labels are their argmax. Where the set came from (path, sha256,
-    structure, experiment) is recorded in ``extra["source"]``.
+    structure, experiment) is recorded in ``extra["source"]``. ``check(images)``, when given, runs on the
+    images as soon as they are read (e.g. that they have the dataset's channel count).
     """
     source = Path(path)
     loaded = safe_torch_load(source)
@@ -70,6 +72,8 @@ def import_set(path: str | os.PathLike, *, dataset: str, num_classes: int,
         raise SetFileError(f"{source}: holds a single set ({structure}); experiment={experiment} "
                            f"applies only to DC/DSA/DM result files")
     images = _as_images(images, source)
+    if check is not None:
+        check(images)
     hard, soft, label_source = _as_labels(labels, source)
     extra: dict[str, Any] = {
         "source": {"path": str(source), "sha256": file_sha256(source), "structure": structure,

@@ -35,9 +35,12 @@ import torch
 from .._provenance import FILE_STAMP, utc_now
 from .._version import __version__
 from ..errors import SetFileError
-from .decode import is_known_decoder
 from .._io import Stamp
+from ..errors import ConfigError
+from .decode import decode, is_known_decoder
 from .h5 import Reader, as_str, is_int, is_real, open_file, short, string_array, write_file
+from .tensors import as_float_images, as_labels, dataset_fields
+from .views import SetDataset
 
 FORMAT = "dsdistill-synset"
 FORMAT_VERSION = 1
@@ -216,6 +219,44 @@ class SyntheticSet:
         low, high = int(self.labels.min()), int(self.labels.max())
         if low < 0 or high >= self.num_classes:
             yield f"labels must lie in [0, {self.num_classes}), found {low if low < 0 else high}"
+
+    # ------------------------------------------------------------------ other tools
+
+    @classmethod
+    def from_tensors(cls, images: Any, labels: Any = None, *, dataset: str, soft_labels: Any = None,
+                     mean: Any = None, std: Any = None, class_names: Any = None, num_classes: int | None = None,
+                     method: str = "imported", **fields: Any) -> "SyntheticSet":
+        """A checked set from another tool's tensors (or numpy arrays), ready to evaluate or save.
+
+        images: [N, C, H, W] floats normalised with the dataset's mean/std (the registry's, unless given);
+        labels: class indices [N], or None for class-major order (N // K images of class 0, then class 1, ...,
+        as DC/DM/MTT store them); soft_labels: optional float [N, K]. The dataset's facts (classes, class names,
+        statistics) come from its registry entry unless given, so no data is loaded; the images must have its
+        channel count and size. Further fields (lr, image_space, zca, decoder, seed, extra) pass through to the set."""
+        x = as_float_images(images)
+        facts = dataset_fields(dataset, x, mean, std, class_names, num_classes)
+        soft = None if soft_labels is None else torch.as_tensor(soft_labels).detach().to("cpu", torch.float32)
+        synset = cls(images=x, labels=as_labels(labels, len(x), facts["num_classes"]), soft_labels=soft,
+                     method=method, **facts, **fields)
+        synset.validate(source="from_tensors")
+        return synset
+
+    def as_dataset(self, decoded: bool = True, soft: bool = False) -> SetDataset:
+        """The set as a `torch.utils.data.Dataset` of (image, label) pairs for a PyTorch DataLoader.
+
+        decoded: apply the set's decoder (a multi-formation image becomes its F*F training images, labels
+        repeated), as the evaluator does; False yields the stored images. soft: yield the stored soft labels
+        (float32 [K], as stored: see extra["label_source"] for logits or probabilities) instead of the hard
+        class index; a set labelled online by a teacher stores none (`dsdistill relabel --mode stored` does)."""
+        if soft and self.soft_labels is None:
+            online = " (it is labelled online by a teacher: store them with `dsdistill relabel --mode stored`)" \
+                if self.extra.get("teacher") else ""
+            raise ConfigError(f"this set stores no soft labels{online}; use soft=False for its hard labels")
+        targets = self.soft_labels if soft else self.labels
+        images = self.images.detach()
+        if decoded:
+            images, targets = decode(images, targets, self.decoder)
+        return SetDataset(images.detach(), targets.detach(), self.class_names)
 
     # ------------------------------------------------------------------ files
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .._config import make_config, parse_overrides
+from .._registry import unknown_name
 from ..errors import ConfigError, UnknownNameError
 from .budget import Budget, choose_budget
 from .method import Method
@@ -35,15 +36,21 @@ class Built:
         return f"budget: {self.budget.describe()} ({self.source})"
 
 
-def resolve_method(spec: str) -> tuple[type, dict[str, Any]]:
-    """'datadam.official' -> (DataDAM, that preset's values); 'dm' -> (DM, {})."""
+def resolve_method(spec: str, kind: str | None = None) -> tuple[type, dict[str, Any]]:
+    """'datadam.official' -> (DataDAM, that preset's values); 'dm' -> (DM, {}).
+
+    kind ("synthesis", "selection"): an unknown name lists only the methods of that kind (what the command that
+    asked can run); a known method of another kind is still returned, for the caller to say where it goes."""
     name, _, preset = spec.partition(".")
-    cls = SYNTHESIZERS.get(name)
+    offer = None if kind is None else [n for n, c in SYNTHESIZERS.items() if c.kind == kind]
+    cls = SYNTHESIZERS.get(name, offer=offer)
     if not preset:
         return cls, {}
     presets = getattr(cls, "PRESETS", {})
     if preset not in presets:
-        raise UnknownNameError(f"unknown preset {spec!r}; valid: {', '.join(f'{name}.{p}' for p in presets) or 'none'}")
+        if not presets:
+            raise UnknownNameError(f"unknown preset {spec!r}; {name} has no presets")
+        raise UnknownNameError(unknown_name("preset", spec, [f"{name}.{p}" for p in presets]))
     return cls, dict(presets[preset])
 
 

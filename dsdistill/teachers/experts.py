@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._text import count
 from .._config import parse_overrides
 from .._seed import derive_seed, seeded_init
 from ..augment import DSA, DSAConfig, dsa_strategy_for
@@ -318,4 +319,5 @@ class ExpertsRequest(ModelRequest):
                              command=command, on_expert=on_unit)
 
     def describe(self) -> str:
-        return f"{self.arch} {self.model_options()}, {self.epochs} epochs, recipe {self.recipe}, seed {self.seed}"
+        return (f"{self.arch} {self.model_options()}, {count(self.epochs, 'epoch')}, recipe {self.recipe}, "
+                f"seed {self.seed}")

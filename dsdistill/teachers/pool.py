@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import Tensor
 
+from .._text import count
 from .._seed import derive_seed, seeded_init
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
@@ -212,4 +213,4 @@ class PoolRequest(ModelRequest):
                           model_options=self.model_options(), seed=self.seed, command=command, on_model=on_unit)
 
     def describe(self) -> str:
-        return f"{self.arch}, {self.epochs} epochs, seed {self.seed}"
+        return f"{self.arch}, {count(self.epochs, 'epoch')}, seed {self.seed}"
