@@ -139,7 +139,11 @@ CASES: dict[str, tuple[str, str]] = {  # command, what the one line must name
         '/proc'),
     "import-out-under-proc": ("import {bad}/images.pt --dataset fashion-mnist --out /proc/x.h5",
         '/proc'),
+    "export-out-under-proc": ("export {set} --format npz --out /proc/x.npz", '/proc'),
+    "export-imagefolder-over-a-file": ("export {set} --format imagefolder --out {file}", 'notes.txt'),
+    "export-unknown-format": ("export {set} --format tiff --out {out}/x", 'tiff'),
     # ---- input files
+    "export-missing-set": ("export {out}/missing.h5 --format npz --out {out}/x.npz", 'missing.h5'),
     "evaluate-missing-set": ("evaluate {out}/missing.h5 --protocol dc-quick " + DATA,
         'missing.h5'),
     "evaluate-text-file": ("evaluate {file} --protocol dc-quick " + DATA,
