@@ -166,7 +166,7 @@ def test_distill_offers_only_synthesizers_and_the_close_name(capsys):
 def test_distill_keeps_the_checkpoint_when_the_set_is_not_written(fake_fmnist_root, tmp_path, capsys, monkeypatch):
     from dsdistill.synset import SyntheticSet
 
-    def fail(self, path):
+    def fail(self, path, *unchanged_since):
         raise OSError("disk full")
 
     monkeypatch.setattr(SyntheticSet, "save", fail)
