@@ -95,3 +95,14 @@ def test_check_output_accepts_new_places_and_creates_nothing(tmp_path):
     assert check_output(tmp_path / "new/deeper/x.h5") == tmp_path / "new/deeper/x.h5"
     assert check_output(tmp_path / "folder", folder=True) == tmp_path / "folder"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"a": 1})
+    assert target.read_text().strip().startswith("{") and len(list(tmp_path.iterdir())) == 1

@@ -1,0 +1,16 @@
+"""The registry every name goes through: register, get, list, duplicates."""
+import pytest
+
+from dsdistill._registry import Registry
+from dsdistill.errors import UnknownNameError
+
+
+def test_registry_register_get_list_and_duplicates():
+    reg = Registry("thing")
+    reg.register("b")(2)
+    reg.register("a")(1)
+    assert reg.get("a") == 1 and reg.list() == ["a", "b"] and reg.list("a*") == ["a"]
+    with pytest.raises(ValueError, match="twice"):
+        reg.register("a")(3)
+    with pytest.raises(UnknownNameError, match="valid: a, b"):
+        reg.get("zzz")
