@@ -14,8 +14,9 @@ import torch
 
 from dsdistill.cli import COMMANDS, main
 from dsdistill.data import load_dataset, write_fake
-from dsdistill._distributed import (SHARDED_COMMANDS, World, check_command, init_world, load_shard, single_process,
-                                   threads_per_rank)
+from dsdistill import _progress
+from dsdistill._distributed import (SHARDED_COMMANDS, World, check_command, init_world, load_shard, quiet_unless_main,
+                                   single_process, threads_per_rank)
 from dsdistill.errors import CheckpointError, ConfigError, DistributedError
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
@@ -138,6 +139,19 @@ def test_the_sharding_policy_lets_only_the_splitting_commands_run_under_torchrun
             check_command(name)
     with pytest.raises(ConfigError, match="^a merge does not split its work across processes: run it in one process"):
         single_process("a merge")
+
+
+def test_only_rank_0_draws_progress_bars_and_quiet_silences_every_rank(monkeypatch):
+    monkeypatch.setattr(_progress, "_QUIET", False)
+    quiet_unless_main(False)
+    assert _progress._QUIET is False
+    quiet_unless_main(True)
+    assert _progress._QUIET is True
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, quiet in (("0", False), ("1", True)):
+        monkeypatch.setenv("RANK", rank)
+        quiet_unless_main(False)
+        assert _progress._QUIET is quiet
 
 
 def test_a_process_group_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_path):

@@ -4,11 +4,13 @@ import dataclasses
 import pytest
 import torch
 
+from dsdistill.data import load_dataset
 from dsdistill.errors import ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
+from dsdistill.synset import SyntheticSet
 from dsdistill.synthesizers import create_synthesizer
 from dsdistill.teachers.committee import load_teacher
-from dsdistill.teachers.relabel import relabel
+from dsdistill.teachers.relabel import BN_MODES, relabel, relabel_file
 
 TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=2, seeds=(0,), model_options=(("width", 8),))
 
@@ -28,3 +30,21 @@ def test_relabel_any_set_stored_or_online(committee_dir, tiny_real, tmp_path, ca
     assert report.label_source == "online" and report.teacher_bytes == teacher.checkpoint_bytes
     report = evaluate(stored, TINY_KD, data=tiny_real, device="cpu")
     assert report.label_source == "stored"
+
+
+@pytest.mark.parametrize("mode,bn", [("stored", "eval"), ("online", "train")])
+def test_relabel_file_loads_the_teacher_in_the_bn_mode_its_labels_need(mode, bn, fmnist_committee, fake_fmnist_root,
+                                                                        tmp_path):
+    """`dsdistill relabel`'s one call: stored labels come from eval-mode BN (one per image), online ones are made
+    per crop as the kd protocol's teacher makes them (train-mode BN); the command is recorded in the saved set."""
+    assert BN_MODES == {"online": "train", "stored": "eval"}
+    real = load_dataset("fashion-mnist", fake_fmnist_root)
+    create_synthesizer("random").fit(real, 1, seed=0).save(tmp_path / "a.h5")
+    labelled, teacher = relabel_file(tmp_path / "a.h5", fmnist_committee, mode, tmp_path / "b.h5",
+                                     data_root=fake_fmnist_root, command="dsdistill relabel ...")
+    assert teacher.bn_mode == bn and teacher.weights.tolist() == load_teacher(fmnist_committee, real).weights.tolist()
+    saved = SyntheticSet.load(tmp_path / "b.h5")
+    assert saved.extra["command"] == "dsdistill relabel ..." and saved.extra["teacher"]["mode"] == mode
+    assert (saved.soft_labels is not None) == (mode == "stored")
+    with pytest.raises(ConfigError, match="one of online, stored"):
+        relabel_file(tmp_path / "a.h5", fmnist_committee, "both", tmp_path / "c.h5", data_root=fake_fmnist_root)
