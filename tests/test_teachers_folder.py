@@ -253,13 +253,12 @@ def test_train_units_seeds_times_and_records_each_missing_unit(tmp_path, tiny_re
         calls.append((unit_seed, desc))
         return {"index": len(calls) - 1, "weights": torch.cat([p.detach().reshape(-1) for p in model.parameters()])}
 
-    def make():
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 4))
+    options = resolved_options("mlp", {})
 
     def run(folder, count):
         build = FolderBuild(TOY, folder, IDENTITY, keep=lambda path, entry: True)
-        return build.train_units(count, seed=3, purpose="toy", make=make, train=train, file=lambda i: f"toy-{i}.pt",
-                                 test=tiny_real.test, device="cpu")
+        return build.train_units(count, tiny_real, "mlp", options, seed=3, purpose="toy", train=train,
+                                 file=lambda i: f"toy-{i}.pt")
 
     folder = run(tmp_path / "a", 2)
     assert calls == [(derive_seed(3, "toy", 0), "toy model 1/2"), (derive_seed(3, "toy", 1), "toy model 2/2")]
@@ -268,5 +267,5 @@ def test_train_units_seeds_times_and_records_each_missing_unit(tmp_path, tiny_re
     assert all(0.0 <= e["test_accuracy"] <= 1.0 and e["seconds"] >= 0 for e in entries)
     assert run(folder, 3) == folder and calls[2:] == [(derive_seed(3, "toy", 2), "toy model 3/3")]  # only the new one
     first = torch.load(folder / "toy-0.pt", weights_only=True)["weights"]
-    alone = seeded_init(make(), derive_seed(3, "toy", 0), "init")
+    alone = seeded_init(new_model("mlp", tiny_real, options), derive_seed(3, "toy", 0), "init")
     assert torch.equal(first, torch.cat([p.detach().reshape(-1) for p in alone.parameters()]))

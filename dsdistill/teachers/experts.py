@@ -275,8 +275,7 @@ def build_experts(real: RealData, out: str | Path, *, experts: int = DEFAULT_EXP
     def train(model: nn.Module, expert_seed: int, desc: str) -> dict[str, Tensor]:
         return {"trajectory": train_expert(model, real, config, expert_seed, epochs, desc=desc)}
 
-    return build.train_units(experts, seed=seed, purpose="expert", make=lambda: new_model(arch, real, options),
-                             train=train, file=expert_file, test=real.test, device=real.train.images.device)
+    return build.train_units(experts, real, arch, options, seed=seed, purpose="expert", train=train, file=expert_file)
 
 
 # ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)

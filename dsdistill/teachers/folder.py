@@ -23,7 +23,7 @@ from torch import nn
 from .._config import parse_overrides
 from .._version import __version__
 from .._io import check_output, save_torch, write_json
-from ..data import RealData, Split
+from ..data import RealData
 from ..errors import CheckpointError, ConfigError
 from .._provenance import FILE_STAMP, utc_now
 from .._seed import derive_seed, seeded_init
@@ -314,19 +314,18 @@ class FolderBuild:
         if self.on_unit is not None:
             self.on_unit(entry)
 
-    def train_units(self, count: int, *, seed: int, purpose: str, make: Callable[[], nn.Module],
-                    train: Callable[[nn.Module, int, str], Any], file: Callable[[int], str], test: Split,
-                    device: str | torch.device) -> Path:
-        """Train every missing unit i of range(count), the loop a pool and experts share: a model from make(),
-        initialised from derive_seed(seed, purpose, i) (so a unit depends on neither the count nor an
-        interruption) and moved to `device`, then train(model, unit_seed, desc) -> what the unit's file holds.
-        Its entry records the test accuracy and the training seconds; returns the folder."""
+    def train_units(self, count: int, real: RealData, arch: str, options: Mapping[str, Any], *, seed: int,
+                    purpose: str, train: Callable[[nn.Module, int, str], Any], file: Callable[[int], str]) -> Path:
+        """Train every missing unit i of range(count), the loop a pool and experts share: a new `arch` model for
+        `real`, initialised from derive_seed(seed, purpose, i) (so a unit depends on neither the count nor an
+        interruption) on real's device, then train(model, unit_seed, desc) -> what the unit's file holds. Its
+        entry records the accuracy on real.test and the training seconds; returns the folder."""
         for i in self.missing(range(count)):
             unit_seed = derive_seed(seed, purpose, i)
-            model = seeded_init(make(), unit_seed, "init").to(device)
+            model = seeded_init(new_model(arch, real, options), unit_seed, "init").to(real.train.images.device)
             start = time.perf_counter()
             blob = train(model, unit_seed, f"{self.kind.unit} {i + 1}/{count}")
-            entry = {"file": file(i), "index": i, "test_accuracy": test_accuracy(model, test),
+            entry = {"file": file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),
                      "seconds": round(time.perf_counter() - start, 3)}
             self.save(entry["file"], blob)
             self.finish(entry)

@@ -185,8 +185,7 @@ def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arc
         train_on_real(model, real.train, config, model_seed, epochs, digits=real.digits, desc=desc)
         return {"init": init, "trained": _cpu_state(model)}
 
-    return build.train_units(models, seed=seed, purpose="pool", make=lambda: new_model(arch, real, options),
-                             train=train, file=model_file, test=real.test, device=real.train.images.device)
+    return build.train_units(models, real, arch, options, seed=seed, purpose="pool", train=train, file=model_file)
 
 
 # ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)
