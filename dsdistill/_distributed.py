@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist   # torch imports it anyway; a build without it says so in dist.is_available()
 
 from ._device import resolve_device
+from ._progress import set_quiet
 from .data import load_dataset, resolve_dataset
 from .errors import ConfigError, DistributedError
 
@@ -177,6 +178,11 @@ def is_main_process() -> bool:
     except ConfigError:  # malformed variables: the command itself reports them
         return True
     return env is None or env[0] == 0
+
+
+def quiet_unless_main(quiet: bool) -> None:
+    """Progress bars off when asked, and on every rank but 0 under torchrun: one bar per job, not P interleaved."""
+    set_quiet(quiet or not is_main_process())
 
 
 def single_process(what: str, why: str = "") -> None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ._version import __version__
 from ._device import resolve_device
 from ._io import check_output, file_stamp, write_json
 from ._malloc import keep_freed_memory
-from ._progress import set_quiet
-from ._distributed import check_command, init_world, is_main_process, load_shard, torchrun_env
+from ._distributed import check_command, init_world, is_main_process, load_shard, quiet_unless_main
 from .bench import (adopt_folder, bench_suite, import_folders, plan_suite, regenerate, score_whole, verify_manifest,
                     write_manifest)
 from .bench.manifest import MANIFEST
@@ -29,7 +28,11 @@ from .evaluate.report import compare_table
 from .synset.export import FORMATS, export_set
 from .synset.tools import describe, draw, import_for_dataset
 from .synthesizers import Interrupted, check_seed
+from .synthesizers.factory import build_for, checkpoint_for, method_specs
 from .synthesizers.finish import save_and_clear
+from .teachers.builders import build_named
+from .teachers.ensemble import RELABEL_TEMPERATURE
+from .teachers.relabel import relabel_file
 from ._text import count
 
 if TYPE_CHECKING:
@@ -129,8 +132,7 @@ def run_datasets(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- select
 @command
 def add_select(sub: argparse._SubParsersAction) -> None:
-    from .synthesizers import SYNTHESIZERS
-    methods = [n for n, cls in SYNTHESIZERS.items() if cls.kind == "selection"]
+    methods = method_specs("selection")
     p = sub.add_parser("select", help="build a set by selecting real images (random, herding, k-center)",
                        description="Select IPC real images per class and write a synthetic-set file (HDF5).")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(methods)}")
@@ -144,23 +146,8 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_select)
 
 
-KINDS = {"synthesis": ("a synthesizer", "dsdistill distill --method {}"),     # what each kind of method is, and
-         "selection": ("a selection method", "dsdistill select --method {}"),  # the command that makes its set
-         "whole": ("the whole training set", "dsdistill evaluate --whole")}
-
-
-def _built(args: argparse.Namespace, kind: str, **budget: Any):
-    """The method (and budget) args name, through the one factory; a method of another kind says where it goes."""
-    from .synthesizers import build, resolve_method
-    cls = resolve_method(args.method, kind)[0]
-    if cls.kind != kind:
-        words, command = KINDS[cls.kind]
-        raise ConfigError(f"{args.method!r} is {words}; use `{command.format(args.method)}`")
-    return build(args.method, args.set, **budget)
-
-
 def run_select(args: argparse.Namespace) -> int:
-    method = _built(args, "selection").method
+    method = build_for("selection", args.method, args.set).method
     real = _load(args, args.dataset)
     synset = method.fit(real, args.ipc, seed=args.seed)
     _provenance(synset, args)
@@ -173,11 +160,8 @@ def run_select(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- distill
 @command
 def add_distill(sub: argparse._SubParsersAction) -> None:
-    from .synthesizers import DEFAULT_BUDGET, SYNTHESIZERS
-    methods = []
-    for n, cls in SYNTHESIZERS.items():
-        if cls.kind == "synthesis":
-            methods += [n] + [f"{n}.{p}" for p in getattr(cls, "PRESETS", {})]
+    from .synthesizers import DEFAULT_BUDGET
+    methods = method_specs("synthesis")
     p = sub.add_parser("distill", help="optimise a synthetic set (DM, DataDAM, ...) and write it",
                        description="Optimise IPC synthetic images per class against what the method matches "
                                    "(freshly initialised networks for DM and DataDAM, expert trajectories for MTT, a "
@@ -218,14 +202,12 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from .synthesizers import Interrupted, not_separable
-    built = _built(args, "synthesis", flip=args.flip, iterations=args.iterations, minutes=args.minutes)
+    built = build_for("synthesis", args.method, args.set, flip=args.flip, iterations=args.iterations,
+                      minutes=args.minutes)
     method, budget = built.method, built.budget
-    if torchrun_env() is not None and not method.class_separable:
-        raise ConfigError(not_separable(method.name))
     if is_main_process() and built.source != "given":   # say which budget it took when the user named none
         print(built.describe(), file=sys.stderr)
-    checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    checkpoint = checkpoint_for(args.out, args.checkpoint)
     out_before = file_stamp(args.out)  # a second run writing the same --out meanwhile is found at save
     with init_world(args.device) as world:
         real = load_shard(world, args.dataset, args.data_root, zca=args.zca, device=world.device)
@@ -279,18 +261,12 @@ def _train_model_folder(args: argparse.Namespace, line: Callable[[dict], str] | 
     """Map the arguments onto the command's request (dsdistill.teachers.TEACHER_BUILDERS) and build it into args.out
     (resumable; this command line is recorded, a line per newly trained model goes to stderr), then print every
     finished model and the folder's size."""
-    from .teachers import TEACHER_BUILDERS, build_teacher, make_request, request_options
-    from .teachers.folder import folder_bytes, read_manifest
-    cls = TEACHER_BUILDERS.get(args.command)
-    request = make_request(cls, {k: getattr(args, k) for k in request_options(cls)})
-    out = build_teacher(request, data_root=args.data_root, device=_device(args),
-                        command=" ".join(["dsdistill", *args.argv]), on_unit=_report_trained)
-    kind = request.kind
-    entries = read_manifest(kind, out)[kind.entries]
-    for e in entries:
-        print(line(e) if line else f"{kind.unit} {e['index']}: test accuracy {100 * e['test_accuracy']:.2f}%")
-    print(f"wrote {out}: {count(len(entries), kind.unit, kind.entries)} ({request.describe()}), "
-          f"{folder_bytes(kind, out) / 2**20:.1f} MiB on disk")
+    built = build_named(args.command, vars(args), data_root=args.data_root, device=_device(args),
+                        command=_command(args), on_unit=_report_trained)
+    for e in built.entries:
+        print(line(e) if line else f"{built.kind.unit} {e['index']}: test accuracy {100 * e['test_accuracy']:.2f}%")
+    print(f"wrote {built.folder}: {count(len(built.entries), built.kind.unit, built.kind.entries)} ({built.described}), "
+          f"{built.bytes / 2**20:.1f} MiB on disk")
     return 0
 
 
@@ -400,24 +376,16 @@ def add_relabel(sub: argparse._SubParsersAction) -> None:
     p.add_argument("set", help="synthetic-set file (.h5)")
     p.add_argument("--teacher", required=True, metavar="DIR|FILE", help="committee folder or member checkpoint")
     p.add_argument("--mode", default="online", choices=["online", "stored"], help="online (default) or stored")
-    p.add_argument("--temperature", type=float, default=10.0,
-                   help="prior temperature of the ensemble weights (default: 10, CV-DD relabel)")
+    p.add_argument("--temperature", type=float, default=RELABEL_TEMPERATURE,
+                   help=f"prior temperature of the ensemble weights (default: {RELABEL_TEMPERATURE:g}, CV-DD relabel)")
     p.add_argument("--out", required=True, type=output_file, help="output .h5 file")
     _common(p)
     p.set_defaults(run=run_relabel)
 
 
 def run_relabel(args: argparse.Namespace) -> int:
-    from .teachers import load_teacher
-    from .teachers.relabel import relabel
-    from .synset import SyntheticSet
-    synset = SyntheticSet.load(args.set)
-    real = _load(args, synset.dataset)
-    teacher = load_teacher(args.teacher, real, bn_mode="eval" if args.mode == "stored" else "train",
-                           temperature=args.temperature, device=_device(args))
-    labelled = relabel(synset, teacher, args.mode, args.temperature)
-    labelled.extra["command"] = " ".join(["dsdistill", *args.argv])
-    labelled.save(args.out)
+    labelled, teacher = relabel_file(args.set, args.teacher, args.mode, args.out, temperature=args.temperature,
+                                     data_root=args.data_root, device=_device(args), command=_command(args))
     soft = labelled.soft_labels
     what = (f"soft labels stored ({soft.numel() * soft.element_size()} bytes)" if soft is not None else
             f"soft labels online from {args.teacher} ({teacher.checkpoint_bytes} checkpoint bytes)")
@@ -771,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         args.argv = argv
-        set_quiet(getattr(args, "quiet", False) or not is_main_process())  # under torchrun only rank 0 draws bars
+        quiet_unless_main(getattr(args, "quiet", False))  # under torchrun only rank 0 draws bars
         keep_freed_memory()
         check_command(args.command)  # what may run under torchrun: dsdistill._distributed.SHARDED_COMMANDS
         return args.run(args)

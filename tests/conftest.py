@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsdistill.data import RealData, Split, write_fake
+from dsdistill._seed import seeded_init
+from dsdistill.data import RealData, Split, load_dataset, write_fake
+from dsdistill.models import create_model
 from dsdistill.synthesizers import SYNTHESIZERS, create_synthesizer
+from dsdistill.teachers.committee import build_committee, parse_members
+from dsdistill.teachers.experts import ExpertConfig, build_experts
+from dsdistill.train.real import RealTrainConfig, train_on_real
 
 
 def make_tiny_real(num_classes: int = 4, per_class: int = 12, test_per_class: int = 5, size: int = 28,
@@ -35,9 +40,10 @@ def tiny_real() -> RealData:
     return make_tiny_real()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fake_fmnist_root(tmp_path_factory) -> str:
-    """Fashion-MNIST in its native IDX format, 6 train and 2 test images per class."""
+    """Fashion-MNIST in its native IDX format, 6 train and 2 test images per class (written once per session:
+    nothing writes into it, a test that needs other files writes its own)."""
     folder = tmp_path_factory.mktemp("fmnist")
     return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
 
@@ -49,7 +55,6 @@ TINY_EXPERTS = {"experts": 2, "epochs": 4, "model_options": {"width": 8}}  # wha
 def tiny_experts_dir() -> str:
     """MTT expert trajectories for make_tiny_real(): 2 experts x 4 epochs of a width-8 ConvNet (built once per test
     session)."""
-    from dsdistill.teachers.experts import ExpertConfig, build_experts
     folder = Path(tempfile.mkdtemp(prefix="dsdistill-experts-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     build_experts(make_tiny_real(), folder, config=ExpertConfig(batch_size=16), **TINY_EXPERTS)
@@ -60,8 +65,7 @@ TINY_COMMITTEE = {"members": "convnet-bn:width=8,convnet-bn:width=8:depth=2", "e
 """What tiny_committee_dir holds (its training: tiny_committee_config())."""
 
 
-def tiny_committee_config():
-    from dsdistill.train.real import RealTrainConfig
+def tiny_committee_config() -> RealTrainConfig:
     return RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05)
 
 
@@ -74,12 +78,54 @@ def tiny_experts() -> str:
 def tiny_committee_dir() -> str:
     """A committee of two narrow BN ConvNets trained on make_tiny_real() (built once per test session; a test that
     changes it works on a copy)."""
-    from dsdistill.teachers.committee import build_committee, parse_members
     folder = Path(tempfile.mkdtemp(prefix="dsdistill-committee-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    build_committee(make_tiny_real(), folder, parse_members(TINY_COMMITTEE["members"], TINY_COMMITTEE["epochs"]),
-                    holdout=TINY_COMMITTEE["holdout"], config=tiny_committee_config())
+    build_tiny_committee(make_tiny_real(), folder)
     return str(folder)
+
+
+def build_tiny_committee(real: RealData, folder, members: str = TINY_COMMITTEE["members"],
+                         epochs: int = TINY_COMMITTEE["epochs"], holdout: int = TINY_COMMITTEE["holdout"],
+                         **kw) -> Path:
+    """The tests' one committee builder: TINY_COMMITTEE's members (or others) trained with tiny_committee_config()."""
+    return build_committee(real, folder, parse_members(members, epochs), holdout=holdout,
+                           config=tiny_committee_config(), **kw)
+
+
+@pytest.fixture
+def committee_dir(tmp_path) -> Path:
+    """A copy of the one committee the session builds, for tests that damage or extend it."""
+    return Path(shutil.copytree(tiny_committee_dir(), tmp_path / "committee"))
+
+
+@pytest.fixture(scope="session")
+def fmnist_committee(fake_fmnist_root, tmp_path_factory) -> str:
+    """A committee for the fake Fashion-MNIST (10 classes; tiny_committee_dir has make_tiny_real's 4): one epoch."""
+    folder = tmp_path_factory.mktemp("fmnist-committee")
+    build_tiny_committee(load_dataset("fashion-mnist", fake_fmnist_root), folder, epochs=1, holdout=1)
+    return str(folder)
+
+
+@pytest.fixture
+def trained_teacher(tiny_real):
+    """A narrow BN ConvNet trained briefly on the tiny real data (a teacher that knows the classes; per test:
+    tests switch its mode)."""
+    model = seeded_init(create_model("convnet-bn", 1, 4, 28, width=8), 0, "teacher")
+    train_on_real(model, tiny_real.train, tiny_committee_config(), 0, 15)
+    return model
+
+
+@pytest.fixture
+def two_sets(fake_fmnist_root, tmp_path):
+    """Two one-image-per-class sets of the fake Fashion-MNIST (random, k-center) saved as files."""
+    real = load_dataset("fashion-mnist", fake_fmnist_root)
+    paths = []
+    for method in ("random", "k-center"):
+        options = {"features": "random"} if method == "k-center" else {}
+        path = tmp_path / f"{method}.h5"
+        create_synthesizer(method, **options).fit(real, 1, seed=0).save(path)
+        paths.append(str(path))
+    return real, paths
 
 
 @pytest.fixture(autouse=True)

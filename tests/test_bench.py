@@ -17,23 +17,33 @@ import pytest
 import torch
 from scipy.stats import ttest_ind
 
-from dsdistill.bench import (Store, build_tables, import_reports, load_suite, parse_suite, plan, run_suite,
-                             select_cells, write_report)
+from dsdistill.bench import (DEFAULT_STORE, Store, adopt_folder, bench_suite, build_tables, import_folders,
+                             import_reports, load_suite, open_store, parse_suite, plan, plan_suite, regenerate,
+                             run_suite, score_whole, select_cells, verify_manifest, write_manifest, write_report)
 from dsdistill.bench import runner as runner_module
 from dsdistill.bench.plots import set_grids
 from dsdistill.bench.report import leaderboard_md
 from dsdistill.bench.tables import Row, Table, grid_name, mean_seconds, plot_name, welch
 from dsdistill.bench.store import eval_key, teacher_identity, teacher_key
 from dsdistill.cli import main
-from dsdistill.data import load_dataset, write_fake
-from dsdistill.errors import DsdistillError
+from dsdistill.data import load_dataset
+from dsdistill.errors import ConfigError, DsdistillError
 from dsdistill.evaluate import get_protocol
+from dsdistill.evaluate.cache import cache_dir, whole_cache
 from dsdistill.evaluate.protocols import KD, PROTOCOLS
 from dsdistill.synset import SyntheticSet
 from dsdistill.synthesizers import Interrupted, create_synthesizer
 from dsdistill.synthesizers.dm import DM
 
 REPO = Path(__file__).resolve().parent.parent
+SMOKE = get_protocol("smoke")
+ONE_RANDOM = """
+name = "one"
+ipcs = [1]
+seeds = [0]
+protocols = ["smoke"]
+references = ["random"]
+"""
 
 TINY = """
 name = "tiny"
@@ -93,17 +103,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> str:
-    """Fake Fashion-MNIST IDX files (6 train, 2 test images per class), shared by this module."""
-    return str(write_fake("fashion-mnist", tmp_path_factory.mktemp("fmnist"), train_per_class=6, test_per_class=2))
-
-
-@pytest.fixture(scope="module")
-def ran_once(tmp_path_factory, fm_root):
+def ran_once(tmp_path_factory, fake_fmnist_root):
     """The tiny suite run once for the module (the tests below copy its store before changing it)."""
     tmp_path = tmp_path_factory.mktemp("suite")
-    suite, store = tiny_suite(tmp_path, fm_root), Store(tmp_path / "store")
-    summary = run_suite(suite, store, device="cpu", data_root=fm_root, command="test", log=lambda s: None)
+    suite, store = tiny_suite(tmp_path, fake_fmnist_root), Store(tmp_path / "store")
+    summary = run_suite(suite, store, device="cpu", data_root=fake_fmnist_root, command="test", log=lambda s: None)
     return suite, store, summary, tmp_path
 
 
@@ -201,7 +205,7 @@ method = "cvdd"
 
 # ------------------------------------------------------------------ runner and store
 
-def test_tiny_suite_end_to_end_then_a_rerun_skips_everything(ran, fm_root):
+def test_tiny_suite_end_to_end_then_a_rerun_skips_everything(ran, fake_fmnist_root):
     suite, store, summary, _ = ran
     assert len(summary.made) == len(suite.cells) == 3 * 2 * 2 + 1 + 2 * 2 + 1
     distills, evals = store.records("distill"), store.records("eval")
@@ -221,31 +225,32 @@ def test_tiny_suite_end_to_end_then_a_rerun_skips_everything(ran, fm_root):
     dm = next(d for d in distills if d["label"] == "dm+flip=true")
     assert dm["budget"] == {"iterations": 2, "minutes": None} and dm["method_config"]["flip"] is True
     before = store_files(store)
-    again = run_suite(suite, store, device="cpu", data_root=fm_root, log=lambda s: None)
+    again = run_suite(suite, store, device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
     assert not again.made and not again.scored and len(again.skipped) == 2 * len(suite.cells)
     tables = build_tables(store)
     assert all(len(t.rows) == 6 - (t.ipc == 2) for t in tables)   # IPC 1 also has dm-from-random
     assert store_files(store) == before
 
 
-def test_make_only_records_the_sets_and_a_later_run_scores_them(ran_once, tmp_path, fm_root):
+def test_make_only_records_the_sets_and_a_later_run_scores_them(ran_once, tmp_path, fake_fmnist_root):
     suite, made_and_scored, _, _ = ran_once
     store = Store(tmp_path / "store")
     cells = select_cells(suite, only=["dm*", "herding"], make_only=True)
     assert cells and all(c.protocols == () for c in cells)
     assert [c.key for c in cells] == [c.key for c in select_cells(suite, only=["dm*", "herding"])]
     assert not any(" score " in line for line in plan(suite, store, cells))
-    summary = run_suite(suite, store, only=["dm*", "herding"], make_only=True, device="cpu", data_root=fm_root,
+    summary = run_suite(suite, store, only=["dm*", "herding"], make_only=True, device="cpu", data_root=fake_fmnist_root,
                         log=lambda s: None)
     assert len(summary.made) == len(cells) and not summary.scored and store.records("eval") == []
     full = {d["key"]: d["set_sha256"] for d in made_and_scored.records("distill")}
     assert {d["key"]: d["set_sha256"] for d in store.records("distill")} == {c.key: full[c.key] for c in cells}
-    later = run_suite(suite, store, only=["dm*", "herding"], device="cpu", data_root=fm_root, log=lambda s: None)
+    later = run_suite(suite, store, only=["dm*", "herding"], device="cpu", data_root=fake_fmnist_root,
+                      log=lambda s: None)
     assert not later.made and len(later.scored) == len({full[c.key] for c in cells})
 
 
-def test_adopt_replaces_an_unmeasured_imported_record_only_when_the_remade_set_is_the_same(ran, tmp_path, fm_root,
-                                                                                          capsys):
+def test_adopt_replaces_an_unmeasured_imported_record_only_when_the_remade_set_is_the_same(
+        ran, tmp_path, fake_fmnist_root, capsys):
     suite, store, _, _ = ran
     records = {d["label"]: d for d in store.records("distill") if d["ipc"] == 1 and d["seed"] == 0}
     unmeasured = {"imported_from": "benchmarks/results/old/x.json", "peak_memory_mib": None,
@@ -254,7 +259,7 @@ def test_adopt_replaces_an_unmeasured_imported_record_only_when_the_remade_set_i
         old = {**records[label], **unmeasured, **({"set_sha256": sha} if sha else {})}
         store.path("distill", old["key"]).write_text(json.dumps(old))
     remade = Store(tmp_path / "remade")
-    run_suite(suite, remade, only=["dm", "herding"], ipcs=[1], make_only=True, device="cpu", data_root=fm_root,
+    run_suite(suite, remade, only=["dm", "herding"], ipcs=[1], make_only=True, device="cpu", data_root=fake_fmnist_root,
               log=lambda s: None)
     assert main(["bench", "--adopt", str(remade.root), "--store", str(store.root)]) == 0
     out, err = capsys.readouterr()
@@ -277,19 +282,19 @@ def test_prerequisite_runs_once_and_feeds_its_cell(ran):
     assert rec["method_config"]["init"] == f"file:{where / 'init.h5'}"
 
 
-def test_interrupted_evaluation_writes_no_record(tmp_path, fm_root, monkeypatch):
-    suite, store = tiny_suite(tmp_path, fm_root), Store(tmp_path / "store")
+def test_interrupted_evaluation_writes_no_record(tmp_path, fake_fmnist_root, monkeypatch):
+    suite, store = tiny_suite(tmp_path, fake_fmnist_root), Store(tmp_path / "store")
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner_module, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_suite(suite, store, only=["random"], device="cpu", data_root=fm_root, log=lambda s: None)
+        run_suite(suite, store, only=["random"], device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
     assert len(store.records("distill")) == 1 and store.records("eval") == []
     assert not [p for p in store.root.rglob("*") if p.name.endswith(".tmp")]
     monkeypatch.undo()
-    summary = run_suite(suite, store, only=["random"], device="cpu", data_root=fm_root, log=lambda s: None)
+    summary = run_suite(suite, store, only=["random"], device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
     assert len(summary.skipped) == 1 and len(summary.made) == 3 and len(summary.scored) == 4
 
 
@@ -304,7 +309,7 @@ set = { width = 8, batch_real = 4 }
 """
 
 
-def test_interrupted_distillation_resumes_to_the_same_set(tmp_path, fm_root, monkeypatch):
+def test_interrupted_distillation_resumes_to_the_same_set(tmp_path, fake_fmnist_root, monkeypatch):
     suite = parse_suite(ONE_DM, "one-dm.toml")
     store = Store(tmp_path / "store")
     original = DM.step
@@ -316,7 +321,7 @@ def test_interrupted_distillation_resumes_to_the_same_set(tmp_path, fm_root, mon
         return figures
 
     monkeypatch.setattr(DM, "step", step_then_sigint)
-    kwargs = dict(only=["dm"], device="cpu", data_root=fm_root, log=lambda s: None)
+    kwargs = dict(only=["dm"], device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
     with pytest.raises(Interrupted):
         run_suite(suite, store, **kwargs)
     assert store.records("distill") == [] and len(list(store.root.rglob("*.ckpt"))) == 1
@@ -356,17 +361,17 @@ protocols = ["smoke"]
 """
 
 
-def test_soft_label_and_zca_cells_end_to_end(tmp_path, fm_root, monkeypatch):
+def test_soft_label_and_zca_cells_end_to_end(tmp_path, fake_fmnist_root, monkeypatch):
     """CV-DD scored with its own committee labels and random with the suite's teacher (the same committee, so the
     same teacher key); a ZCA cell made and scored in whitened space; a second committee scores random again under
     a key and a leaderboard row of its own; hard- and soft-label tables stay apart."""
     monkeypatch.setitem(PROTOCOLS._items, "kd-tiny", dataclasses.replace(
         KD, name="kd-tiny", epochs=2, seeds=(0,), model_options=(("width", 8),)))
-    kwargs = dict(device="cpu", data_root=fm_root, log=lambda s: None)
+    kwargs = dict(device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
 
     def suite(name, seed):
         path = tmp_path / f"{name}.toml"
-        path.write_text(KD_SUITE.format(committee=tmp_path / name, seed=seed, root=fm_root))
+        path.write_text(KD_SUITE.format(committee=tmp_path / name, seed=seed, root=fake_fmnist_root))
         return load_suite(path)
 
     first, store = suite("committee", 0), Store(tmp_path / "store")
@@ -411,7 +416,7 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fm_root, monkeypatch):
 
     # teacher_labels = "stored": the same committee labels each image once (eval-mode BN), under a key of its own
     stored_suite = tmp_path / "stored.toml"
-    stored_suite.write_text(KD_SUITE.format(committee=tmp_path / "committee", seed=0, root=fm_root)
+    stored_suite.write_text(KD_SUITE.format(committee=tmp_path / "committee", seed=0, root=fake_fmnist_root)
                             .replace('teacher = "', 'teacher_labels = "stored"\nteacher = "', 1))
     third = run_suite(load_suite(stored_suite), store, only=["random"], **kwargs)
     assert not third.made and third.scored == ["random IPC 1 seed 0 under kd-tiny"]
@@ -450,11 +455,11 @@ def test_teacher_labels_must_be_online_or_stored():
         parse_suite("ipcs = [1]\nprotocols = ['kd']\nteacher = 'c'\nteacher_labels = 'cached'", "s.toml")
 
 
-def test_a_teacher_nobody_builds_is_refused_before_anything_runs(tmp_path, fm_root):
+def test_a_teacher_nobody_builds_is_refused_before_anything_runs(tmp_path, fake_fmnist_root):
     suite = parse_suite(f"ipcs = [1]\nprotocols = ['dc', 'kd']\nreferences = ['random']\nteacher = '{tmp_path / 'c'}'",
                         "s.toml")
     with pytest.raises(DsdistillError, match=f"no committee at {tmp_path / 'c'}, and no .* builds it") as err:
-        run_suite(suite, Store(tmp_path / "store"), device="cpu", data_root=fm_root, log=lambda s: None)
+        run_suite(suite, Store(tmp_path / "store"), device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
     assert "\n" not in str(err.value) and not (tmp_path / "store").exists()
 
 
@@ -560,13 +565,13 @@ def test_import_of_the_existing_results_is_found_by_the_cpu_suite(tmp_path, monk
     assert {"random", "dm.fmnist-cpu", "datadam.fmnist-cpu", "datadam.fmnist-cpu+flip=true"} <= stored
 
 
-def test_cli_bench_and_report(tmp_path, fm_root, capsys):
-    suite = tiny_suite(tmp_path, fm_root)
+def test_cli_bench_and_report(tmp_path, fake_fmnist_root, capsys):
+    suite = tiny_suite(tmp_path, fake_fmnist_root)
     base = ["--store", str(tmp_path / "store")]
     assert main(["bench", suite.path, *base, "--dry-run", "--only", "random"]) == 0
     out = capsys.readouterr().out
     assert out.count("to run") == 8 and "stored" not in out
-    assert main(["bench", suite.path, *base, "--only", "random", "--data-root", fm_root,
+    assert main(["bench", suite.path, *base, "--only", "random", "--data-root", fake_fmnist_root,
                  "--device", "cpu", "--quiet"]) == 0
     assert "4 sets made, 4 evaluations run" in capsys.readouterr().out
     assert main(["report", *base, "--out", str(tmp_path / "LEADERBOARD.md"), "--no-plots"]) == 0
@@ -601,7 +606,6 @@ def test_published_sets_match_their_manifest(tmp_path):
 
 
 def test_committed_leaderboard_is_generated_from_the_committed_store(monkeypatch):
-    import re
     from dsdistill.bench.report import leaderboard_csv, leaderboard_md
     monkeypatch.chdir(REPO)
     store = Store("benchmarks/results/store")
@@ -628,13 +632,13 @@ creates = "{tmp_path / 'x.h5'}"
     assert "unknown method 'nope'" in str(err.value) and "\n" not in str(err.value)  # built in-process, not by cli
 
 
-def test_a_stopped_prerequisite_build_is_resumed_not_taken_as_made(tmp_path, fm_root):
+def test_a_stopped_prerequisite_build_is_resumed_not_taken_as_made(tmp_path, fake_fmnist_root):
     """A committee (pool, experts) stopped after its first member has a manifest, which `creates` names: the
     runner sees `complete: false` in it and reruns the command, which resumes."""
     from dsdistill.bench import Runner
     folder = tmp_path / "committee"
     command = (f"dsdistill committee --members convnet-bn:width=8,convnet-bn:width=8:depth=2 --holdout 1 "
-               f"--out {folder} --data-root {fm_root} --device cpu --quiet")
+               f"--out {folder} --data-root {fake_fmnist_root} --device cpu --quiet")
     suite = parse_suite(f"ipcs = [1]\n[[prerequisites]]\nname = 'c'\ncommand = '{command}'\n"
                         f"creates = '{folder / 'committee.json'}'", "s.toml")
     assert main(shlex.split(command.replace("width=8,convnet-bn:width=8:depth=2", "width=8"))[1:]) == 0
@@ -665,13 +669,13 @@ references = ["random"]
 """
 
 
-def test_interrupted_evaluation_resumes_at_the_next_model(tmp_path, fm_root, monkeypatch):
+def test_interrupted_evaluation_resumes_at_the_next_model(tmp_path, fake_fmnist_root, monkeypatch):
     from dsdistill.evaluate.finished import FinishedModels
     from dsdistill.evaluate.protocols import SMOKE
     monkeypatch.setitem(PROTOCOLS._items, "smoke-3",
                         dataclasses.replace(SMOKE, name="smoke-3", seeds=(0, 1, 2), model_options=(("width", 8),)))
     suite, store = parse_suite(RANDOM_ONLY, "random-only.toml"), Store(tmp_path / "store")
-    kwargs = dict(device="cpu", data_root=fm_root, log=lambda s: None)
+    kwargs = dict(device="cpu", data_root=fake_fmnist_root, log=lambda s: None)
     original = FinishedModels.add
 
     def add_then_stop(self, arch, seed, model):
@@ -708,10 +712,107 @@ def test_table_names_and_figures():
     assert 0 < far < near < 1 and welch([0.70, 0.72, 0.71], [0.50, 0.52, 0.51]) == pytest.approx(far)
 
 
-def test_set_grids_draw_a_zca_set_in_pixels(tmp_path, fm_root):
+def test_set_grids_draw_a_zca_set_in_pixels(tmp_path, fake_fmnist_root):
     """The leaderboard's grids used to refuse a ZCA set (save_grid cannot un-normalise it)."""
     path = tmp_path / "random-zca-ipc1-seed0.h5"
-    create_synthesizer("random").fit(load_dataset("fashion-mnist", fm_root, zca=True), 1, seed=0).save(path)
+    create_synthesizer("random").fit(load_dataset("fashion-mnist", fake_fmnist_root, zca=True), 1, seed=0).save(path)
     table = Table("fashion-mnist", 1, "hard", "smoke", 1, "0" * 16,
                   [Row("random", "selection", accuracies=[0.5], seeds=[0], set_paths=[str(path)])])
     assert set_grids([table], tmp_path / "sets") == [tmp_path / "sets" / "random-zca-ipc1-seed0.png"]
+
+
+# ------------------------------------------------------------------ library functions behind bench, report, manifest
+
+@pytest.fixture
+def torchrun(monkeypatch):
+    """The environment of rank `rank` of 2 under torchrun (nothing is started)."""
+    def become(rank: int = 0) -> None:
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+    return become
+
+
+def test_score_whole_is_scored_once_then_read_from_the_cache(fake_fmnist_root, tmp_path):
+    first = score_whole("fashion-mnist", "smoke", data_root=fake_fmnist_root, device="cpu")
+    cache = whole_cache("fashion-mnist", SMOKE.hash, ["convnet"])
+    assert first.cached is None and cache.exists() and first.report["method"] == "whole"
+    second = score_whole("fashion-mnist", "smoke", data_root=fake_fmnist_root, device="cpu")
+    assert second.cached == cache and second.table == first.table and second.report == first.report
+    second.save_json(tmp_path / "r.json", command="dsdistill evaluate --whole")   # a cached score is saved too
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["command"] == "dsdistill evaluate --whole" and saved["set_sha256"] == first.report["set_sha256"]
+    assert list((cache_dir() / "partial").glob("*")) == []
+
+
+
+
+def test_open_store_defaults_and_refuses_a_missing_folder_it_must_read(tmp_path):
+    assert open_store().root == Path(DEFAULT_STORE) and open_store(tmp_path / "new").root == tmp_path / "new"
+    with pytest.raises(ConfigError, match="no result store at"):
+        open_store(tmp_path / "mistyped", existing=True)
+
+
+def test_import_and_adopt_run_in_one_process_only(tmp_path, torchrun):
+    with pytest.raises(ConfigError, match="no distillation records there"):
+        adopt_folder(tmp_path / "remade", tmp_path / "store")
+    torchrun(0)
+    for call in (lambda: import_folders([tmp_path], tmp_path / "store"),
+                 lambda: adopt_folder(tmp_path, tmp_path / "store")):
+        with pytest.raises(ConfigError, match=r"`dsdistill bench --import/--adopt` does not split its work"):
+            call()
+
+
+def test_plan_and_bench_need_a_suite_and_only_rank_0_plans(tmp_path, torchrun):
+    for call in (plan_suite, bench_suite):
+        with pytest.raises(ConfigError, match="give a suite file"):
+            call(None, tmp_path / "store")
+    suite = tmp_path / "one.toml"
+    suite.write_text(ONE_RANDOM)
+    lines = plan_suite(suite, tmp_path / "store")
+    assert lines == ["to run  make  fashion-mnist random IPC 1 seed 0",
+                     "to run  score fashion-mnist random IPC 1 seed 0 under smoke"]
+    torchrun(1)
+    assert plan_suite(suite, tmp_path / "store") is None
+
+
+def test_bench_suite_names_its_suite_and_store(tmp_path, fake_fmnist_root):
+    suite = tmp_path / "one.toml"
+    suite.write_text(ONE_RANDOM)
+    summary = bench_suite(suite, tmp_path / "store", device="cpu", data_root=fake_fmnist_root, command="test")
+    assert (summary.suite, summary.store) == ("one", str(tmp_path / "store"))
+    assert (len(summary.made), len(summary.scored)) == (1, 1)
+
+
+def test_an_interrupted_suite_says_so_and_exits_130(tmp_path, capsys, monkeypatch):
+    suite = tmp_path / "one.toml"
+    suite.write_text(ONE_RANDOM)
+
+    def stop(*a, **k):
+        raise Interrupted("stopped at iteration 3")
+
+    monkeypatch.setattr(runner_module, "run_suite", stop)
+    with pytest.raises(Interrupted, match="^stopped at iteration 3$"):
+        bench_suite(suite, tmp_path / "store", device="cpu")
+    assert main(["bench", str(suite), "--store", str(tmp_path / "store"), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err == "dsdistill: stopped at iteration 3; rerun the same command to resume\n"
+
+
+def test_regenerate_puts_the_plots_beside_the_leaderboard_unless_told(tmp_path):
+    (tmp_path / "store").mkdir()
+    files, plots = regenerate(tmp_path / "store", tmp_path / "out" / "BOARD.md")
+    assert plots == tmp_path / "out" / "plots" and files[:2] == [tmp_path / "out/BOARD.md", tmp_path / "out/leaderboard.csv"]
+    files, plots = regenerate(tmp_path / "store", tmp_path / "BOARD.md", tmp_path / "b.csv", draw=False)
+    assert plots is None and files == [tmp_path / "BOARD.md", tmp_path / "b.csv"]
+    with pytest.raises(ConfigError, match="no result store at"):
+        regenerate(tmp_path / "mistyped", tmp_path / "BOARD.md")
+
+
+def test_write_then_verify_a_manifest(two_sets, tmp_path):
+    folder = Path(two_sets[1][0]).parent
+    (tmp_path / "store").mkdir()
+    manifest = write_manifest(folder, tmp_path / "store", "test")
+    assert [e["method"] for e in manifest["sets"]] == ["k-center", "random"] and manifest["generated_by"] == "test"
+    verify_manifest(folder)
+    create_synthesizer("random").fit(two_sets[0], 1, seed=1).save(folder / "extra.h5")
+    with pytest.raises(ConfigError, match=r"1 problem\(s\): .*extra.h5: not in the manifest"):
+        verify_manifest(folder)

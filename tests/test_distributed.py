@@ -14,8 +14,9 @@ import torch
 
 from dsdistill.cli import COMMANDS, main
 from dsdistill.data import load_dataset, write_fake
-from dsdistill._distributed import (SHARDED_COMMANDS, World, check_command, init_world, load_shard, single_process,
-                                   threads_per_rank)
+from dsdistill import _progress
+from dsdistill._distributed import (SHARDED_COMMANDS, World, check_command, init_world, load_shard, quiet_unless_main,
+                                   single_process, threads_per_rank)
 from dsdistill.errors import CheckpointError, ConfigError, DistributedError
 from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
@@ -140,6 +141,19 @@ def test_the_sharding_policy_lets_only_the_splitting_commands_run_under_torchrun
         single_process("a merge")
 
 
+def test_only_rank_0_draws_progress_bars_and_quiet_silences_every_rank(monkeypatch):
+    monkeypatch.setattr(_progress, "_QUIET", False)
+    quiet_unless_main(False)
+    assert _progress._QUIET is False
+    quiet_unless_main(True)
+    assert _progress._QUIET is True
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, quiet in (("0", False), ("1", True)):
+        monkeypatch.setenv("RANK", rank)
+        quiet_unless_main(False)
+        assert _progress._QUIET is quiet
+
+
 def test_a_process_group_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -222,38 +236,20 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fmnist-dist")
-    return str(write_fake("fashion-mnist", folder, train_per_class=6, test_per_class=2))
-
-
-@pytest.fixture(scope="module")
-def committee(roots, tmp_path_factory):
-    """CV-DD's committee for the fake Fashion-MNIST: two narrow BN ConvNets, one epoch each."""
-    from dsdistill.teachers.committee import build_committee, parse_members
-    from dsdistill.train.real import RealTrainConfig
-    folder = tmp_path_factory.mktemp("committee")
-    build_committee(load_dataset("fashion-mnist", roots), folder,
-                    parse_members("convnet-bn:width=8,convnet-bn:width=8:depth=2", 1), holdout=1,
-                    config=RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0))
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def sharded(roots, committee, tmp_path_factory):
+def sharded(fake_fmnist_root, fmnist_committee, tmp_path_factory):
     """dist_worker.py under 2 gloo processes, once for the module: what rank 0 got."""
     out = tmp_path_factory.mktemp("sharded") / "sharded.json"
-    proc = torchrun(str(TESTS / "dist_worker.py"), roots, str(out), committee)
+    proc = torchrun(str(TESTS / "dist_worker.py"), fake_fmnist_root, str(out), fmnist_committee)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sys.path.insert(0, str(TESTS))
     return json.loads(out.read_text())
 
 
-def test_two_gloo_processes_give_the_one_process_set_and_report(sharded, roots, one_thread):
+def test_two_gloo_processes_give_the_one_process_set_and_report(sharded, fake_fmnist_root, one_thread):
     got = sharded
     assert got["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] == got["train_labels"]
     from dist_worker import METHODS
-    real = load_dataset("fashion-mnist", roots)
+    real = load_dataset("fashion-mnist", fake_fmnist_root)
     for key, options in METHODS.items():
         method = create_synthesizer(key.split("+")[0], **SMALL, **options)
         one = method.fit(real, 2, seed=3, budget=Budget(iterations=3))
@@ -264,14 +260,14 @@ def test_two_gloo_processes_give_the_one_process_set_and_report(sharded, roots, 
     assert got["report"] == [[r.arch, r.seeds, r.accuracies, r.path] for r in report.results]
 
 
-def test_cvdd_splits_its_classes_and_keeps_the_batch_norm_term(sharded, roots, committee, one_thread):
+def test_cvdd_splits_its_classes_and_keeps_the_batch_norm_term(sharded, fake_fmnist_root, fmnist_committee, one_thread):
     """Each rank recovers its classes' images; the BN term's statistics over all classes travel between the
     ranks as per-class moments. Per-class batching gives one process's bytes (medium init, --flip, stored
     soft labels made on rank 0), the default joint batching the same function."""
     from dist_worker import CVDD
-    real = load_dataset("fashion-mnist", roots)
+    real = load_dataset("fashion-mnist", fake_fmnist_root)
     for key, options in CVDD.items():
-        one = create_synthesizer("cvdd", committee=committee, **options).fit(real, 2, seed=3,
+        one = create_synthesizer("cvdd", committee=fmnist_committee, **options).fit(real, 2, seed=3,
                                                                            budget=Budget(iterations=4))
         assert one.distill_iterations == 4 and len(one.extra["loss_curve"]["loss"]) == 4
         if "joint" not in key:
@@ -283,7 +279,7 @@ def test_cvdd_splits_its_classes_and_keeps_the_batch_norm_term(sharded, roots, c
             assert torch.allclose(images, one.images, atol=1e-4), (images - one.images).abs().max()
             assert sharded[key]["loss"] == pytest.approx(one.extra["loss_curve"]["loss"], rel=1e-5)
     # without the exchanged BN term a rank would optimise another objective: the term matters here
-    no_bn = create_synthesizer("cvdd", committee=committee, r_bn=0.0, **CVDD["cvdd"]).fit(
+    no_bn = create_synthesizer("cvdd", committee=fmnist_committee, r_bn=0.0, **CVDD["cvdd"]).fit(
         real, 2, seed=3, budget=Budget(iterations=4))
     assert no_bn.payload_sha256() != sharded["cvdd"]["sha"]
 
@@ -302,10 +298,10 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(roots, tmp_path, one_thread):
+def test_a_dead_rank_ends_the_job_and_every_rank_resumes_to_the_same_set(fake_fmnist_root, tmp_path, one_thread):
     def argv(out):
         return ["distill", "--method", "dm", "--ipc", "2", "--iterations", "5", "--seed", "1", "--out", str(out),
-                "--data-root", roots, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4",
+                "--data-root", fake_fmnist_root, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4",
                 "--set", "checkpoint_every=2"]
 
     out = tmp_path / "dm.h5"
@@ -345,7 +341,7 @@ set = { width = 8, batch_real = 4 }
 """
 
 
-def test_bench_under_two_processes_writes_the_one_process_records(roots, tmp_path, monkeypatch, one_thread):
+def test_bench_under_two_processes_writes_the_one_process_records(fake_fmnist_root, tmp_path, monkeypatch, one_thread):
     """A 2-model protocol (one model per rank), a class-sharded DM cell, a selection made on rank 0 and the whole
     training set: the records of one process, written once, by rank 0."""
     import dataclasses
@@ -356,10 +352,10 @@ def test_bench_under_two_processes_writes_the_one_process_records(roots, tmp_pat
     (tmp_path / "suite.toml").write_text(SUITE)
     (tmp_path / "bench.py").write_text(BENCH)
     proc = torchrun(str(tmp_path / "bench.py"), "bench", str(tmp_path / "suite.toml"), "--store", str(tmp_path / "two"),
-                    "--data-root", roots, "--device", "cpu", "--quiet")
+                    "--data-root", fake_fmnist_root, "--device", "cpu", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("suite tiny-dist: 3 sets made, 3 evaluations run") == 1, proc.stdout
-    run_suite(load_suite(tmp_path / "suite.toml"), Store(tmp_path / "one"), device="cpu", data_root=roots,
+    run_suite(load_suite(tmp_path / "suite.toml"), Store(tmp_path / "one"), device="cpu", data_root=fake_fmnist_root,
               command="test", log=lambda line: None)
     one, two = Store(tmp_path / "one"), Store(tmp_path / "two")
     for kind in ("distill", "eval"):
@@ -374,7 +370,7 @@ def test_bench_under_two_processes_writes_the_one_process_records(roots, tmp_pat
     assert len(files) == 2 and not any("ckpt" in name for name in files)  # dm and random; whole is never copied
 
 
-def test_bench_refuses_what_it_cannot_split_before_anything_runs(roots, tmp_path):
+def test_bench_refuses_what_it_cannot_split_before_anything_runs(fake_fmnist_root, tmp_path):
     from dsdistill.bench import Store, parse_suite
     from dsdistill.bench.runner import Runner
     kd = f'protocols = ["smoke", "kd"]\nteacher = "{tmp_path / "committee"}"'  # labels the kd scores (never built)
@@ -396,7 +392,7 @@ def test_bench_refuses_what_it_cannot_split_before_anything_runs(roots, tmp_path
         iterations = 2
         set = {{ width = 8, batch_real = 4, norm = "batch" }}
         """).format(experts=tmp_path / "experts"), "s.toml")
-    runner = Runner(suite, Store(tmp_path / "store"), data_root=roots, world=World(0, 2))
+    runner = Runner(suite, Store(tmp_path / "store"), data_root=fake_fmnist_root, world=World(0, 2))
     with pytest.raises(ConfigError) as err:
         runner.run(list(suite.cells))  # World(0, 2) has no process group: a collective would fail otherwise
     text = str(err.value)

@@ -121,3 +121,14 @@ def test_the_whole_set_cache_name_stays_in_the_cache(tmp_path, monkeypatch):
         path = whole_cache(name, "abc", ["convnet"])
         assert path.parent == tmp_path / "whole" and path.resolve().is_relative_to(tmp_path.resolve())
     assert whole_cache("imagefolder:/a/b", "h", ["m"]) != whole_cache("imagefolder:/a_b", "h", ["m"])
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"a": 1})
+    assert target.read_text().strip().startswith("{") and len(list(tmp_path.iterdir())) == 1

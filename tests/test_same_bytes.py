@@ -18,7 +18,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TINY_EXPERTS, make_tiny_real, tiny_committee_dir  # noqa: E402
+from conftest import make_tiny_real, tiny_committee_dir, tiny_experts_dir  # noqa: E402
 
 from dsdistill._provenance import cpu_model  # noqa: E402
 from dsdistill.evaluate import evaluate, get_protocol  # noqa: E402
@@ -30,15 +30,6 @@ PORTABLE = {"select-random"}  # integer draws only: the same bytes on every CPU
 
 def machine() -> str:
     return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
-
-
-def _experts() -> str:
-    import tempfile
-
-    from dsdistill.teachers.experts import ExpertConfig, build_experts
-    folder = Path(tempfile.mkdtemp(prefix="dsdistill-pin-experts-"))
-    build_experts(make_tiny_real(), folder, config=ExpertConfig(batch_size=16), **TINY_EXPERTS)
-    return str(folder)
 
 
 def _fit(name: str, **options) -> str:
@@ -66,7 +57,7 @@ CASES = {
     "dm-flip": lambda: _fit("dm", flip=True, **NARROW),
     "datadam": lambda: _fit("datadam", **NARROW),
     "ncfm": lambda: _fit("ncfm", extractor="random", num_freqs=32, **NARROW),
-    "mtt": lambda: _fit("mtt", experts=_experts(), syn_steps=3, max_start_epoch=2, lr_img=10.0),
+    "mtt": lambda: _fit("mtt", experts=tiny_experts_dir(), syn_steps=3, max_start_epoch=2, lr_img=10.0),
     "cvdd": lambda: _fit("cvdd", committee=tiny_committee_dir()),
     "evaluate-loop": lambda: _evaluate("loop"),
     "evaluate-vmap": lambda: _evaluate("vmap"),

@@ -40,6 +40,7 @@ from ..teachers.folder import build_finished, finished_entries
 from ..teachers.relabel import relabel
 from ..synset import SyntheticSet
 from ..synthesizers import Interrupted, create_synthesizer
+from ..synthesizers.factory import checkpoint_for
 from ..teachers.ensemble import Teacher, prior_weights
 from .prerequisites import build_prerequisite
 from .store import Store, Usage, eval_key, measure, open_store, provenance, set_labels, teacher_identity, teacher_key
@@ -276,7 +277,7 @@ class Runner:
             self.ensure(self.suite.prerequisites[name])  # under torchrun check() found them made
         method = cell.build()
         path = self.store.set_file(cell.dataset, cell.file_stem())
-        ckpt = Path(f"{path}.ckpt")
+        ckpt = checkpoint_for(path)
         mine = world.checkpoint_path(ckpt)  # OUT.ckpt, or one per rank under torchrun
         kwargs: dict[str, Any] = {}
         if cell.kind == "synthesis":

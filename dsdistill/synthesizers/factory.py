@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._config import make_config, parse_overrides
+from .._distributed import torchrun_env
 from .._registry import unknown_name
 from ..errors import ConfigError, UnknownNameError
 from .budget import Budget, choose_budget
-from .method import Method
+from .method import Method, not_separable
 from .registry import SYNTHESIZERS
 
 Options = Mapping[str, Any] | Sequence[str]
@@ -91,6 +94,39 @@ def build(spec: str, options: Options = (), *, flip: bool | None = None, iterati
     if cls.kind != "synthesis":
         return Built(method, None, "none")
     return Built(method, *choose_budget(cls, given, preset_iterations))
+
+
+MAKERS = {"synthesis": ("a synthesizer", "dsdistill distill --method {}"),     # each kind of method, and the
+          "selection": ("a selection method", "dsdistill select --method {}"),  # command that makes its set
+          "whole": ("the whole training set", "dsdistill evaluate --whole")}
+
+
+def method_specs(kind: str) -> list[str]:
+    """Every spec a command of `kind` takes: each method of that kind, and for synthesizers each METHOD.PRESET."""
+    specs = []
+    for name, cls in SYNTHESIZERS.items():
+        if cls.kind == kind:
+            specs += [name] + ([f"{name}.{p}" for p in getattr(cls, "PRESETS", {})] if kind == "synthesis" else [])
+    return specs
+
+
+def build_for(kind: str, spec: str, options: Options = (), **budget: Any) -> Built:
+    """build() for the command that makes sets of `kind`: a method of another kind names the command that makes
+    its set, and under torchrun a method that couples its classes is refused here, before any rank reads data."""
+    cls = resolve_method(spec, kind)[0]  # an unknown name lists only the methods of this kind
+    if cls.kind != kind:
+        words, command = MAKERS[cls.kind]
+        raise ConfigError(f"{spec!r} is {words}; use `{command.format(spec)}`")
+    built = build(spec, options, **budget)
+    if torchrun_env() is not None and not built.method.class_separable:
+        raise ConfigError(not_separable(built.method.name))
+    return built
+
+
+def checkpoint_for(out: str | PathLike, given: str | PathLike | None = None) -> Path:
+    """Where a distillation into `out` keeps its run state: `given`, else OUT.ckpt beside the set (one per rank
+    under torchrun: World.checkpoint_path)."""
+    return Path(given) if given else Path(f"{out}.ckpt")
 
 
 def create_synthesizer(name: str, config: Any = None, **overrides: Any) -> Method:

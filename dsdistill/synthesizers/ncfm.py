@@ -117,7 +117,7 @@ class NCFM(DM):
         # ours: the same budget with the released 2x2 multi-formation
         "fmnist-cpu-mf": {"iterations": 400, "batch_real": 64, "num_freqs": 1024, "lr_img": 1e-2},
     }
-    TINY = {**DM.TINY, "extractor": "random", "num_freqs": 32}   # the pool path: tests/test_ncfm.py
+    TINY = {**DM.TINY, "extractor": "random", "num_freqs": 32}   # the pool path: tests/test_synthesizers_ncfm.py
 
     # ---- setup
     def make_optimizer(self, images: Tensor) -> torch.optim.Optimizer:

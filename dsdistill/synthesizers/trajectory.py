@@ -17,7 +17,7 @@ Modes (reference/trajectory.md, sections 2.2 and 4):
       for i = N-1..0:  dX += -lr * (dg_i/dX)^T lambda_{i+1};  dlr += -<lambda_{i+1}, g_i>;
                        lambda_i = lambda_{i+1} - lr * H_i lambda_{i+1} (+ dL/dtheta_i when L reads theta_i)
   with one double-backward per step giving H_i lambda and the image vector-Jacobian product together.
-  The same gradient as "unroll" up to rounding (tests/test_trajectory.py checks it in float64).
+  The same gradient as "unroll" up to rounding (tests/test_synthesizers_trajectory.py checks it in float64).
   What still grows with N: the snapshots, N+1 vectors of P floats (1.2 MiB each for a CIFAR ConvNet-3),
   small next to one step's activations (tens to hundreds of MiB). With `segment` = k only every k-th
   snapshot is kept and each segment is recomputed (no graph) before its reverse sweep: about N/k + k

@@ -9,6 +9,7 @@ not in the CLI. Each request checks its options when made, before any data is re
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,7 +20,7 @@ from ..data import RealData, load_dataset
 from ..errors import ConfigError
 from .committee import CommitteeRequest
 from .experts import ExpertsRequest
-from .folder import FolderRequest, OnUnit
+from .folder import FolderKind, FolderRequest, OnUnit, folder_bytes, read_manifest
 from .pool import PoolRequest
 
 TEACHER_BUILDERS: Registry[type] = Registry("teacher builder")
@@ -50,3 +51,24 @@ def build_teacher(request: FolderRequest, *, real: RealData | None = None, data_
     if real is None:
         real = load_dataset(request.dataset, data_root, zca=request.zca, device=device)
     return request.build(real, command, on_unit)
+
+
+@dataclass(frozen=True)
+class BuiltFolder:
+    """What a folder command prints: the folder, its kind, every finished unit, its size and the request's words."""
+    folder: Path
+    kind: FolderKind
+    entries: list[dict[str, Any]]
+    bytes: int
+    described: str
+
+
+def build_named(name: str, values: Mapping[str, Any], *, data_root: str | None = None,
+                device: str | torch.device = "cpu", command: str = "", on_unit: OnUnit | None = None) -> BuiltFolder:
+    """`dsdistill pool|experts|committee`: the request TEACHER_BUILDERS names, made from those of `values` (parsed
+    arguments) that it takes, built (resumably) and summarised from its manifest."""
+    cls = TEACHER_BUILDERS.get(name)
+    request = make_request(cls, {k: values[k] for k in request_options(cls) if k in values})
+    out = build_teacher(request, data_root=data_root, device=device, command=command, on_unit=on_unit)
+    kind = request.kind
+    return BuiltFolder(out, kind, read_manifest(kind, out)[kind.entries], folder_bytes(kind, out), request.describe())

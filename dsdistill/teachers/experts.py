@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -36,14 +35,12 @@ from torch import Tensor, nn
 
 from .._text import count
 from .._config import parse_overrides
-from .._seed import derive_seed, seeded_init
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
 from ..train.loop import Augmentation, Data, MicroBatch, train_model
 from .folder import (FolderBuild, FolderKind, ModelRequest, OnUnit, load_unit, new_model, open_folder,
                      read_manifest as _read_manifest, register_kind, resolved_options)
-from ..train.real import test_accuracy
 from ..train.recipe import MultiStep, Recipe
 
 FORMAT = "dsdistill-experts"
@@ -275,17 +272,11 @@ def build_experts(real: RealData, out: str | Path, *, experts: int = DEFAULT_EXP
                 "train_config": dataclasses.asdict(config), "param_count": params}
     build = FolderBuild(KIND, out, identity, command=command, on_unit=on_expert,
                         keep=lambda path, _: _load_trajectory(path, epochs, params, "") is not None)  # still loads
-    device = real.train.images.device
-    for i in build.missing(range(experts)):
-        expert_seed = derive_seed(seed, "expert", i)
-        model = seeded_init(new_model(arch, real, options), expert_seed, "init").to(device)
-        start = time.perf_counter()
-        trajectory = train_expert(model, real, config, expert_seed, epochs, desc=f"expert {i + 1}/{experts}")
-        entry = {"file": expert_file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),
-                 "seconds": round(time.perf_counter() - start, 3)}
-        build.save(entry["file"], {"trajectory": trajectory})
-        build.finish(entry)
-    return build.folder
+
+    def train(model: nn.Module, expert_seed: int, desc: str) -> dict[str, Tensor]:
+        return {"trajectory": train_expert(model, real, config, expert_seed, epochs, desc=desc)}
+
+    return build.train_units(experts, real, arch, options, seed=seed, purpose="expert", train=train, file=expert_file)
 
 
 # ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Hashable, Iterable, Mapping, TypeVar
@@ -25,7 +26,9 @@ from .._io import check_output, save_torch, write_json
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
 from .._provenance import FILE_STAMP, utc_now
+from .._seed import derive_seed, seeded_init
 from ..models import create_model, model_options as arch_options
+from ..train.real import test_accuracy
 
 Entry = dict[str, Any]
 OnUnit = Callable[[Entry], None]
@@ -310,3 +313,20 @@ class FolderBuild:
         write_json(self.folder / self.kind.manifest, {**self.header, "complete": complete, self.kind.entries: done})
         if self.on_unit is not None:
             self.on_unit(entry)
+
+    def train_units(self, count: int, real: RealData, arch: str, options: Mapping[str, Any], *, seed: int,
+                    purpose: str, train: Callable[[nn.Module, int, str], Any], file: Callable[[int], str]) -> Path:
+        """Train every missing unit i of range(count), the loop a pool and experts share: a new `arch` model for
+        `real`, initialised from derive_seed(seed, purpose, i) (so a unit depends on neither the count nor an
+        interruption) on real's device, then train(model, unit_seed, desc) -> what the unit's file holds. Its
+        entry records the accuracy on real.test and the training seconds; returns the folder."""
+        for i in self.missing(range(count)):
+            unit_seed = derive_seed(seed, purpose, i)
+            model = seeded_init(new_model(arch, real, options), unit_seed, "init").to(real.train.images.device)
+            start = time.perf_counter()
+            blob = train(model, unit_seed, f"{self.kind.unit} {i + 1}/{count}")
+            entry = {"file": file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),
+                     "seconds": round(time.perf_counter() - start, 3)}
+            self.save(entry["file"], blob)
+            self.finish(entry)
+        return self.folder

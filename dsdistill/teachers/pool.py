@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._text import count
-from .._seed import derive_seed, seeded_init
 from ..data import RealData
 from ..errors import CheckpointError, ConfigError
 from .folder import (FolderBuild, FolderKind, ModelRequest, OnUnit, fits, load_unit, new_model, open_folder,
                      read_manifest as _read_manifest, register_kind, resolved_options)
 from ..models import model_options as arch_options
-from ..train.real import RealTrainConfig, test_accuracy, train_on_real
+from ..train.real import RealTrainConfig, train_on_real
 
 FORMAT = "dsdistill-pool"
 VERSION = 1
@@ -182,20 +180,13 @@ def build_pool(real: RealData, out: str | Path, *, models: int, epochs: int, arc
     build = FolderBuild(KIND, out, _identity(real, arch, options, epochs, seed, config), command=command,
                         keep=lambda path, _: _load_model_file(path, "cpu", "") is not None,  # it still loads
                         on_unit=on_model)
-    device = real.train.images.device
-    for i in build.missing(range(models)):
-        model_seed = derive_seed(seed, "pool", i)
-        model = seeded_init(new_model(arch, real, options), model_seed, "init").to(device)
+
+    def train(model: nn.Module, model_seed: int, desc: str) -> dict[str, Any]:
         init = _cpu_state(model)
-        start = time.perf_counter()
-        train_on_real(model, real.train, config, model_seed, epochs, digits=real.digits,
-                      desc=f"model {i + 1}/{models}")
-        seconds = time.perf_counter() - start
-        entry = {"file": model_file(i), "index": i, "test_accuracy": test_accuracy(model, real.test),
-                 "seconds": round(seconds, 3)}
-        build.save(entry["file"], {"init": init, "trained": _cpu_state(model)})
-        build.finish(entry)
-    return build.folder
+        train_on_real(model, real.train, config, model_seed, epochs, digits=real.digits, desc=desc)
+        return {"init": init, "trained": _cpu_state(model)}
+
+    return build.train_units(models, real, arch, options, seed=seed, purpose="pool", train=train, file=model_file)
 
 
 # ---------------------------------------------------------------- the build as one request (dsdistill.teachers.builders)

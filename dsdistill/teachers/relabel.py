@@ -11,15 +11,22 @@ So a random or DM set can be scored under kd with the very labels a CV-DD set ge
 from __future__ import annotations
 
 import dataclasses
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data import load_dataset
 from ..errors import ConfigError
 from ..synset import SyntheticSet
-from .ensemble import Teacher
+from .committee import load_teacher
+from .ensemble import RELABEL_TEMPERATURE, Teacher
 
 MODES = ("online", "stored")
+BN_MODES = {"online": "train", "stored": "eval"}
+"""The teacher's BN mode per relabel mode: stored labels are one per image (eval-mode BN, batch-independent);
+online labels are made per crop as the kd protocol's teacher makes them (train-mode BN, CV-DD's)."""
 
 
 def teacher_record(teacher: Teacher) -> dict[str, Any]:
@@ -47,3 +54,19 @@ def relabel(synset: SyntheticSet, teacher: Teacher, mode: str, temperature: floa
         extra["soft_labels"] = {"kind": "logits", "made": f"ensemble logits of {', '.join(teacher.names)} on the "
                                                          f"stored images, eval-mode BN{how}"}
     return dataclasses.replace(synset, soft_labels=soft, extra=extra)
+
+
+def relabel_file(path: str | PathLike, teacher: str | PathLike, mode: str, out: str | PathLike, *,
+                 temperature: float = RELABEL_TEMPERATURE, data_root: str | None = None,
+                 device: str | torch.device = "cpu", command: str = "") -> tuple[SyntheticSet, Teacher]:
+    """`dsdistill relabel`: the set at `path` labelled by `teacher` (a committee folder or member file, loaded in
+    the BN mode `mode` needs), `command` recorded, saved to `out`. Returns the new set and the teacher."""
+    if mode not in MODES:
+        raise ConfigError(f"relabel mode must be one of {', '.join(MODES)}, got {mode!r}")
+    synset = SyntheticSet.load(path)
+    real = load_dataset(synset.dataset, data_root, device=device)
+    loaded = load_teacher(Path(teacher), real, bn_mode=BN_MODES[mode], temperature=temperature, device=device)
+    labelled = relabel(synset, loaded, mode, temperature)
+    labelled.extra["command"] = command
+    labelled.save(out)
+    return labelled, loaded

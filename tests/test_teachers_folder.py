@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 
+from dsdistill._seed import derive_seed, seeded_init
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.teachers import committee, experts, pool
 from dsdistill.teachers.folder import (KINDS, FolderBuild, FolderKind, build_finished, finished_entries, fits,
@@ -241,3 +242,30 @@ def test_model_options_are_resolved_and_typed_in_one_place():
     with pytest.raises(ConfigError, match=r"unknown option\(s\) bogus for model 'convnet'; valid: depth, width"):
         resolved_options("convnet", {"bogus": 1})
     assert pool.resolved_options is resolved_options  # the old import still works
+
+
+def test_train_units_seeds_times_and_records_each_missing_unit(tmp_path, tiny_real):
+    """The loop a pool and experts share: unit i starts from derive_seed(seed, purpose, i) whatever the count, is
+    trained by the kind's train(), saved, and listed with its test accuracy and seconds; finished units are kept."""
+    calls = []
+
+    def train(model, unit_seed, desc):
+        calls.append((unit_seed, desc))
+        return {"index": len(calls) - 1, "weights": torch.cat([p.detach().reshape(-1) for p in model.parameters()])}
+
+    options = resolved_options("mlp", {})
+
+    def run(folder, count):
+        build = FolderBuild(TOY, folder, IDENTITY, keep=lambda path, entry: True)
+        return build.train_units(count, tiny_real, "mlp", options, seed=3, purpose="toy", train=train,
+                                 file=lambda i: f"toy-{i}.pt")
+
+    folder = run(tmp_path / "a", 2)
+    assert calls == [(derive_seed(3, "toy", 0), "toy model 1/2"), (derive_seed(3, "toy", 1), "toy model 2/2")]
+    entries = read_manifest(TOY, folder)["toys"]
+    assert [sorted(e) for e in entries] == [["file", "index", "seconds", "test_accuracy"]] * 2
+    assert all(0.0 <= e["test_accuracy"] <= 1.0 and e["seconds"] >= 0 for e in entries)
+    assert run(folder, 3) == folder and calls[2:] == [(derive_seed(3, "toy", 2), "toy model 3/3")]  # only the new one
+    first = torch.load(folder / "toy-0.pt", weights_only=True)["weights"]
+    alone = seeded_init(new_model("mlp", tiny_real, options), derive_seed(3, "toy", 0), "init")
+    assert torch.equal(first, torch.cat([p.detach().reshape(-1) for p in alone.parameters()]))

@@ -13,20 +13,10 @@ from dsdistill.evaluate import evaluate, get_protocol
 from dsdistill.evaluate.kd import StoredLabels, kd_step_loss
 from dsdistill.train.recipe import smoothed_cosine
 from dsdistill.models import create_model
-from dsdistill.train.real import RealTrainConfig, train_on_real
 from dsdistill.synthesizers import create_synthesizer
-from dsdistill.teachers.ensemble import Teacher, prior_weights
 
 TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=4, seeds=(0, 1),
                               model_options=(("width", 8),))
-
-
-@pytest.fixture
-def trained_teacher(tiny_real):
-    """A narrow BN ConvNet trained briefly on the tiny real data (a teacher that knows the classes)."""
-    model = seeded_init(create_model("convnet-bn", 1, 4, 28, width=8), 0, "teacher")
-    train_on_real(model, tiny_real.train, RealTrainConfig(batch_size=16, dsa=False, cutmix_prob=0.0, lr=0.05), 0, 15)
-    return model
 
 
 def test_kd_protocol_is_the_cvdd_post_eval():
@@ -73,24 +63,6 @@ def test_crops_are_per_sample_seeded_and_the_full_box_is_identity():
     assert torch.allclose(no_flip, x, atol=1e-5)
     rolled = jitter(x, torch.Generator().manual_seed(0), 3)
     assert rolled.shape == x.shape and not torch.equal(rolled, x)
-
-
-def test_teacher_weights_and_bssl_keep_running_stats(trained_teacher):
-    w = prior_weights([90.0, 85.0], 5.0)
-    assert torch.allclose(w, torch.softmax(torch.tensor([18.0, 17.0]), 0))
-    other = seeded_init(create_model("convnet-bn", 1, 4, 28, width=8), 1, "t")
-    teacher = Teacher([trained_teacher, other], w, bn_mode="train")
-    before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    x = torch.randn(5, 1, 28, 28)
-    out = teacher(x)
-    expected_bn = [m for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert all(m.training for m in expected_bn) and not teacher.members[0].training
-    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items() if "num_batches" not in k)
-    trained_teacher.train(), other.train()
-    direct = w[0] * trained_teacher(x) + w[1] * other(x)
-    assert torch.allclose(out, direct, atol=1e-5)
-    with pytest.raises(ConfigError, match="BatchNorm"):
-        Teacher([create_model("convnet", 1, 4, 28, width=8)], [1.0], bn_mode="train")
 
 
 def test_stored_labels_mix_targets_by_area():

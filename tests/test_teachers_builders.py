@@ -3,11 +3,13 @@ registered in TEACHER_BUILDERS, that the CLI maps its arguments onto; the expert
 import pytest
 import torch
 
-import dsdistill.teachers as teachers
+import dsdistill.teachers.builders as builders_module
 from dsdistill.cli import main
 from dsdistill.errors import ConfigError, UnknownNameError
 from dsdistill.teachers import (TEACHER_BUILDERS, CommitteeRequest, ExpertsRequest, PoolRequest, build_teacher,
                                 make_request)
+from dsdistill.teachers.builders import build_named
+from dsdistill.teachers.folder import folder_bytes, read_manifest
 from dsdistill.teachers.pool import build_pool, load_pool
 
 
@@ -62,8 +64,23 @@ def test_the_commands_map_their_arguments_onto_the_request(argv, expected, monke
         seen.update(request=request, **kwargs)
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(teachers, "build_teacher", fake)
+    monkeypatch.setattr(builders_module, "build_teacher", fake)  # what build_named, the commands' one call, calls
     assert main([*argv, "--out", "OUT", "--data-root", str(tmp_path), "--device", "cpu"]) == 2
     assert seen["request"] == expected and seen["data_root"] == str(tmp_path)
     assert seen["command"] == " ".join(["dsdistill", *argv, "--out", "OUT", "--data-root", str(tmp_path), "--device",
                                         "cpu"])
+
+
+def test_build_named_maps_the_parsed_arguments_and_summarises_the_folder(fake_fmnist_root, tmp_path):
+    """A folder command's one call: the options its request takes are picked from the parsed arguments (the rest,
+    such as --device, ignored), the folder is built, and what the command prints comes back."""
+    values = {"out": str(tmp_path / "p"), "models": 1, "epochs": 1, "set": ["width=8"], "device": "cpu",
+              "quiet": True, "command": "pool"}
+    built = build_named("pool", values, data_root=fake_fmnist_root, command="dsdistill pool ...")
+    manifest = read_manifest(built.kind, built.folder)
+    assert built.folder == tmp_path / "p" and built.kind.entries == "models"
+    assert manifest["command"] == "dsdistill pool ..."
+    assert built.entries == manifest["models"] and [e["index"] for e in built.entries] == [0]
+    assert built.bytes == folder_bytes(built.kind, built.folder) > 0 and built.described.startswith("convnet, 1 epochs")
+    with pytest.raises(UnknownNameError):
+        build_named("nope", values)

@@ -1,8 +1,5 @@
 """CV-DD's committee: member specs, build/resume, priors on a held-out split, loading checks, teachers, the CLI."""
 import dataclasses
-import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,22 +14,11 @@ from dsdistill.evaluate.soft import load_protocol_teacher
 from dsdistill.synthesizers import create_synthesizer
 from dsdistill.teachers.ensemble import prior_weights
 
-from conftest import TINY_COMMITTEE, make_tiny_real, tiny_committee_config, tiny_committee_dir
+from conftest import TINY_COMMITTEE, build_tiny_committee, make_tiny_real, tiny_committee_config, tiny_committee_dir
 
 FAST = tiny_committee_config()
 MEMBERS, EPOCHS = TINY_COMMITTEE["members"], TINY_COMMITTEE["epochs"]   # as the session's tiny_committee_dir()
 TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=2, seeds=(0,), model_options=(("width", 8),))
-
-
-def build(real, out, members=MEMBERS, **kw):
-    return build_committee(real, out, parse_members(members, EPOCHS), holdout=TINY_COMMITTEE["holdout"], config=FAST,
-                           **kw)
-
-
-@pytest.fixture
-def committee_dir(tmp_path):
-    """A copy of the one committee the session builds (tests here damage and extend it)."""
-    return Path(shutil.copytree(tiny_committee_dir(), tmp_path / "committee"))
 
 
 def test_member_specs():
@@ -50,7 +36,7 @@ def test_member_specs():
 
 def test_member_without_batch_norm_is_refused_before_training(tiny_real, tmp_path):
     with pytest.raises(ConfigError, match="no BatchNorm.*convnet-bn"):
-        build(tiny_real, tmp_path / "c", "convnet-bn:width=8,convnet:width=8")
+        build_tiny_committee(tiny_real, tmp_path / "c", "convnet-bn:width=8,convnet:width=8")
     assert not (tmp_path / "c").exists()
 
 
@@ -89,18 +75,19 @@ def test_resume_keeps_finished_members_and_adds_new_ones(committee_dir, tiny_rea
     calls = []
     original = mod.train_on_real
     monkeypatch.setattr(mod, "train_on_real", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
-    build(tiny_real, committee_dir, MEMBERS + ",convnet-bn:width=4")
+    build_tiny_committee(tiny_real, committee_dir, MEMBERS + ",convnet-bn:width=4")
     after = read_manifest(committee_dir)["members"]
     assert calls == ["convnet-bn:width=4"] and after[:2] == before and after[2]["name"] == "convnet-bn:width=4"
     with pytest.raises(ConfigError, match="already holds a committee with seed 0, not 1"):
-        build(tiny_real, committee_dir, seed=1)
+        build_tiny_committee(tiny_real, committee_dir, seed=1)
     with pytest.raises(ConfigError, match="trained differently"):
         build_committee(tiny_real, committee_dir, parse_members(MEMBERS, 4), holdout=2, config=FAST)
 
 
 def test_same_seed_same_member(tiny_real, tmp_path):
-    a = read_manifest(build(tiny_real, tmp_path / "a", "convnet-bn:width=8"))["members"][0]
-    b = read_manifest(build(tiny_real, tmp_path / "b", "convnet:norm=batch:width=8:depth=2,convnet-bn:width=8"))
+    a = read_manifest(build_tiny_committee(tiny_real, tmp_path / "a", "convnet-bn:width=8"))["members"][0]
+    b = read_manifest(build_tiny_committee(tiny_real, tmp_path / "b",
+                                           "convnet:norm=batch:width=8:depth=2,convnet-bn:width=8"))
     assert a["sha256"] == b["members"][1]["sha256"]  # a member does not depend on the others or the order
 
 
@@ -170,24 +157,6 @@ def test_committee_and_evaluate_cli(fake_fmnist_root, tmp_path, capsys):
                  "--data-root", fake_fmnist_root, "--device", "cpu"]) == 0
     assert "soft labels stored (400 bytes)" in capsys.readouterr().out
     assert main(["info", str(labelled)]) == 0 and "stored, teacher" in capsys.readouterr().out
-
-
-def test_relabel_any_set_stored_or_online(committee_dir, tiny_real, tmp_path, capsys):
-    from dsdistill.teachers.relabel import relabel
-    synset = create_synthesizer("random").fit(tiny_real, 2, seed=0)
-    teacher = load_teacher(committee_dir, tiny_real, bn_mode="eval")
-    stored = relabel(synset, teacher, "stored", 10.0)
-    assert stored.soft_labels.shape == (8, 4) and torch.allclose(stored.soft_labels, teacher(synset.images))
-    assert stored.extra["teacher"]["mode"] == "stored" and stored.label_bytes == 8 * 8 + 8 * 4 * 4
-    assert synset.soft_labels is None  # a copy: the original set is untouched
-    with pytest.raises(ConfigError, match="eval-mode BN"):
-        relabel(synset, load_teacher(committee_dir, tiny_real, bn_mode="train"), "stored")
-    online = relabel(synset, load_teacher(committee_dir, tiny_real), "online")
-    assert online.soft_labels is None and online.extra["teacher"]["mode"] == "online"
-    report = evaluate(online, TINY_KD, data=tiny_real, device="cpu")  # no --teacher: the set names it
-    assert report.label_source == "online" and report.teacher_bytes == teacher.checkpoint_bytes
-    report = evaluate(stored, TINY_KD, data=tiny_real, device="cpu")
-    assert report.label_source == "stored"
 
 
 def test_load_teacher_is_the_one_way_to_a_teacher(tiny_real):

@@ -1,14 +1,17 @@
 """The one factory: spec + overrides -> (method, budget), and the one budget rule the CLI, the suites, the
 benchmarks and fit() share."""
+from pathlib import Path
+
 import pytest
 
 from dsdistill.cli import main
 from dsdistill.errors import ConfigError, UnknownNameError
 from dsdistill.synset import SyntheticSet
-from dsdistill.synthesizers import DEFAULT_BUDGET, Budget, build, choose_budget
+from dsdistill.synthesizers import DEFAULT_BUDGET, Budget, build, choose_budget, resolve_method
 from dsdistill.synthesizers import budget as budget_module
 from dsdistill.synthesizers.cvdd import CVDD
 from dsdistill.synthesizers.dm import DM
+from dsdistill.synthesizers.factory import build_for, checkpoint_for, method_specs
 
 
 def test_the_budget_rule_explicit_then_preset_then_own_schedule_then_default():
@@ -74,3 +77,32 @@ def test_the_cli_takes_the_apis_default_budget_and_says_so(fake_fmnist_root, tmp
 def test_the_cli_sends_each_kind_of_method_to_its_command(argv, message, tmp_path, capsys):
     assert main([*argv, "--ipc", "1", "--out", str(tmp_path / "x.h5")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_build_for_names_the_command_of_another_kind_and_refuses_coupled_classes_under_torchrun(monkeypatch):
+    """The decisions cli.py used to make before the factory: which command makes a method's set, and (before any
+    rank reads data) that a method whose objective couples its classes cannot split under torchrun."""
+    assert build_for("selection", "herding").method.name == "herding"
+    with pytest.raises(ConfigError, match=r"'dm' is a synthesizer; use `dsdistill distill --method dm`"):
+        build_for("selection", "dm")
+    with pytest.raises(ConfigError, match=r"'random' is a selection method; use `dsdistill select --method random`"):
+        build_for("synthesis", "random")
+    with pytest.raises(ConfigError, match="the whole training set; use `dsdistill evaluate --whole`"):
+        build_for("synthesis", "whole")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert build_for("synthesis", "dm", iterations=1).method.class_separable
+    monkeypatch.setattr(DM, "class_separable", False)
+    with pytest.raises(ConfigError, match="dm is not class-separable"):
+        build_for("synthesis", "dm", iterations=1)
+    monkeypatch.setenv("WORLD_SIZE", "1")   # one process: nothing to split
+    assert build_for("synthesis", "dm", iterations=1).budget == Budget(iterations=1)
+
+
+def test_method_specs_and_the_checkpoint_beside_the_set():
+    synthesis, selection = method_specs("synthesis"), method_specs("selection")
+    assert {"random", "herding", "k-center"} <= set(selection) and not any("." in s for s in selection)
+    assert "dm" in synthesis and "datadam.official" in synthesis and "random" not in synthesis
+    assert all(resolve_method(s)[0].kind == "synthesis" for s in synthesis)
+    assert checkpoint_for("out/a.h5") == Path("out/a.h5.ckpt")
+    assert checkpoint_for("out/a.h5", "elsewhere.ckpt") == Path("elsewhere.ckpt")
