@@ -101,42 +101,75 @@ def build_method(cell: dict, real, folder: Path):
                       config=ExpertConfig(batch_size=256))
         options["experts"] = str(folder / "experts")
     if cell["method"] == "cvdd":
-        members = "convnet-bn,vgg11-bn,alexnet-bn,resnet18-bn,resnet18-bn-ap"  # the suite's committee
-        build_committee(real, folder / "committee", parse_members(members, 1), holdout=1,
+        build_committee(real, folder / "committee", parse_members(COMMITTEE, 1), holdout=1,
                         config=RealTrainConfig(batch_size=64, dsa=False, cutmix_prob=0.0))
         options["committee"] = str(folder / "committee")
     return create_synthesizer(cls.name, **options)
 
 
-def projected_gb(cell: dict, synth, state, real, spec) -> dict:
+def models_of(cell: dict, synth, real, state=None) -> list:
+    """The networks whose activations one iteration holds: the matching ConvNet (DM/DataDAM/NCFM), MTT's student,
+    CV-DD's committee. From the run's state when it ran; else made fresh (random weights: the same sizes)."""
+    from dsdistill.models import create_model
+    from dsdistill.teachers.committee import _new_model, parse_members
+    if cell["method"] in ("dm", "datadam", "ncfm"):
+        return [synth.random_network(real, 0, 0)]
+    if cell["method"] == "mtt":
+        if state is not None:
+            return [state.context["flat"].module]
+        return [create_model("convnet", real.channels, real.num_classes, real.image_size, width=128,
+                             depth=3 if real.image_size <= 32 else 4)]  # MTT's ConvNet-3 (ConvNetD4 at 64 px)
+    if state is not None:
+        return [m.model for m in state.context["committee"].members]
+    return [_new_model(spec, real) for spec in parse_members(COMMITTEE, 1)]
+
+
+COMMITTEE = "convnet-bn,vgg11-bn,alexnet-bn,resnet18-bn,resnet18-bn-ap"  # the paper suite's committee
+
+
+def projected_gb(cell: dict, cfg, models: list, real, spec) -> dict:
     """The GPU memory of one iteration at all K classes (the docstring's sum), in GB, by part."""
     from dsdistill.synthesizers.joint import activation_bytes, class_chunks
-    cfg, ipc, k = synth.config, cell["ipc"], spec.num_classes
+    ipc, k = cell["ipc"], spec.num_classes
     image = real.train.images[:1]
     image_bytes = image.numel() * 4
     factor = getattr(cfg, "factor", 1)
     parts = {"real set": native_train_size(cell["dataset"]) * image_bytes / 1e9,
-             "synthetic + grad + moments": 4 * k * ipc * image_bytes / 1e9, "context": CONTEXT_GB}
+             "synthetic + grad + moments": 4 * k * ipc * factor ** 2 * image_bytes / 1e9, "context": CONTEXT_GB}
     if cell["method"] in ("dm", "datadam", "ncfm"):
-        net = synth.random_network(real, 0, 0)
-        per = activation_bytes(net, image)
+        per = activation_bytes(models[0], image)
         per_class = min(cfg.batch_real, native_train_size(cell["dataset"]) // k) + ipc * factor ** 2
         chunk = max(len(c) for c in class_chunks([per_class] * k, per, cfg.joint_memory_gb))
         parts["activations (one joint chunk)"] = chunk * per_class * per / 1e9
         parts["activations (unchunked joint pass)"] = k * per_class * per / 1e9  # shown, not summed
     elif cell["method"] == "mtt":
-        model = state.context["flat"].module
+        model = models[0]
         batch = cfg.batch_syn or k * ipc
         params = sum(p.numel() for p in model.parameters()) * 4
         parts["activations (N unrolled steps)"] = cfg.syn_steps * (batch * activation_bytes(model, image) + params) / 1e9
     else:
-        committee = state.context["committee"]
-        per = sorted((activation_bytes(m.model, image) for m in committee.members), reverse=True)[:2]
+        per = sorted((activation_bytes(m, image) for m in models), reverse=True)[:2]
         copies = 2 if cfg.flip else 1
         parts["activations (2 voters, every class)"] = sum(per) * k * copies / 1e9
-        parts["committee weights"] = sum(sum(p.numel() for p in m.model.parameters()) * 4
-                                         for m in committee.members) / 1e9
+        parts["committee weights"] = sum(sum(p.numel() for p in m.parameters()) * 4 for m in models) / 1e9
     return parts
+
+
+def memory_only(cell: dict) -> dict:
+    """A cell's projected memory without running it (no experts, no committee trained): in this process."""
+    from dsdistill.synthesizers import create_synthesizer, resolve_method
+    from dsdistill.synthesizers.cvdd import CVDD
+    cls, preset = resolve_method(cell["spec"])
+    spec, real = fake_real(cell["dataset"], 1, 1)
+    options = {k: v for k, v in preset.items() if k != "iterations"}
+    if cell["method"] == "ncfm":
+        options["extractor"] = "random"
+    synth = create_synthesizer(cls.name, **options)
+    iterations = (synth.config.iterations_per_ipc * cell["ipc"] if isinstance(synth, CVDD)
+                  else PUBLISHED[cell["method"]])
+    return {"classes_timed": 0, "seconds": [float("nan")] * 2, "cpu_peak_mib": float("nan"),
+            "memory_gb": projected_gb(cell, synth.config, models_of(cell, synth, real), real, spec),
+            "flops_per_iteration": float("nan"), "iterations": iterations, "scale": float("nan")}
 
 
 def worker(cell: dict, classes: int) -> dict:
@@ -167,7 +200,7 @@ def worker(cell: dict, classes: int) -> dict:
                 synth.step(state, real, it, 0)
             times[it] = time.perf_counter() - start
         peak = peak_mib("cpu")
-        memory = projected_gb(cell, synth, state, real, spec)
+        memory = projected_gb(cell, synth.config, models_of(cell, synth, real, state), real, spec)
         iterations = (state.budget.iterations if cell["method"] == "cvdd" else PUBLISHED[cell["method"]])
     scale = spec.num_classes / k_used
     return {"classes_timed": k_used, "seconds": times, "cpu_peak_mib": peak, "memory_gb": memory,
@@ -189,8 +222,7 @@ def row(cell: dict, result: dict | None, why: str = "") -> str:
     sec = result["seconds"][1] * result["scale"]
     hours = result["flops_per_iteration"] * result["iterations"] / (ASSUMED_TFLOPS * 1e12) / 3600
     if sec != sec:  # NaN: not timed
-        return (f"| {name} | not timed | {result['cpu_peak_mib']:.0f} (set-up only) | {total:.1f}{note} | {fits} | "
-                f"| {result['iterations']} | |")
+        return (f"| {name} | not timed | | {total:.1f}{note} | {fits} | | {result['iterations']} | |")
     return (f"| {name} | {result['seconds'][1]:.2f} s at {result['classes_timed']} classes -> {sec:.1f} s | "
             f"{result['cpu_peak_mib']:.0f} | {total:.1f}{note} | {fits} | "
             f"{result['flops_per_iteration'] / 1e12:.3f} | {result['iterations']} | {hours:.2f} |")
@@ -213,9 +245,14 @@ def main() -> None:
         if not cell["spec"]:
             lines.append(row(cell, None, "the toolkit has no preset for this published MTT row"))
             continue
-        late = (time.monotonic() - start) / 60 > args.minutes
-        why = f"memory only: the {args.minutes:g}-minute limit of this CPU run was reached" if late else ""
-        cell = {**cell, "timed": not late}
+        if (time.monotonic() - start) / 60 >= args.minutes:
+            try:
+                lines.append(row(cell, memory_only(cell), f"memory only: past the {args.minutes:g}-minute limit"))
+            except Exception as err:  # noqa: BLE001 (recorded)
+                lines.append(row(cell, None, f"failed: {type(err).__name__}: {err}"[:200]))
+            print(lines[-1], flush=True)
+            continue
+        why = ""
         out = subprocess.run([sys.executable, __file__, "--classes", str(args.classes), "--worker", json.dumps(cell)],
                              capture_output=True, text=True)
         if out.returncode:
