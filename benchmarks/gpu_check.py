@@ -4,7 +4,8 @@ the loop. Each step's seconds and peak memory (torch.cuda.max_memory_allocated o
 the CPU) go into the results file; a failing step is recorded with the end of its traceback and the next one runs.
 
 Data: random images in CIFAR-10's native format (dsdistill/data/fakes.py), 300 per class (DM's real batch is 256),
-so nothing is downloaded. The pool, experts and committee are built here, tiny (1-4 epochs), for the run only.
+so nothing is downloaded. The pool, experts and committee are built here, tiny (1-4 epochs), for the run only. MTT runs with lr_lr=0 (its learned step size fixed): on random pixels the
+step size's gradient is huge and it turns negative at once (the check is of the code path, not of the images).
 
   python benchmarks/gpu_check.py --device cuda --out benchmarks/results/gpu-check.md
 """
@@ -32,6 +33,7 @@ from dsdistill.synthesizers import resolve_method  # noqa: E402
 
 METHODS = ("dm", "datadam", "ncfm", "{mtt}", "cvdd", "random", "herding", "k-center")
 DM_FAMILY = ("dm", "datadam", "ncfm")
+SELECTIONS = ("random", "herding", "k-center")
 
 
 class Check:
@@ -54,7 +56,7 @@ class Check:
         start = time.perf_counter()
         log = io.StringIO()
         try:
-            with contextlib.redirect_stdout(log):
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 value = fn()
             if isinstance(value, int) and value != 0:
                 raise RuntimeError(f"the command exited {value}: {log.getvalue().strip()[-300:]}")
@@ -64,9 +66,10 @@ class Check:
                 raise
             self.failures += 1
             value, status = None, "FAILED"
-            note = " ".join(traceback.format_exc().strip().splitlines()[-3:])[-400:].replace("|", "/")
+            note = " ".join(traceback.format_exc().strip().splitlines()[-1:])[-400:]
         seconds = time.perf_counter() - start
         mib, kind = peak_memory(self.device)
+        note = note.replace("|", "/").replace("\n", " ")
         self.rows.append(f"| {name} | {status} | {seconds:.1f} | {mib:.0f} ({kind}) | {note} |")
         print(self.rows[-1], flush=True)
         self.write()
@@ -82,6 +85,8 @@ def main() -> int:
     ap.add_argument("--batch-real", type=int, default=None,
                     help="real images per class per iteration for dm/datadam/ncfm (default: each method's own)")
     ap.add_argument("--mtt", default="mtt.cifar10-ipc10", help="the MTT preset (its experts are built to fit it)")
+    ap.add_argument("--mtt-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="more --set values for MTT (the CPU rehearsal shortens syn_steps)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     preamble = header("GPU check: every method a few iterations, a short dc evaluation, vmap against loop",
@@ -100,9 +105,10 @@ def main() -> int:
     build = {"ncfm": (["pool", "--dataset", "cifar10", "--models", "2", "--epochs", "1", "--out", str(work / "pool")],
                       ["--set", f"pool={work / 'pool'}"]),
              "mtt": (["experts", "--dataset", "cifar10", "--experts", "1", "--epochs", str(expert_epochs), "--out",
-                      str(work / "experts")], ["--set", f"experts={work / 'experts'}"]),
+                      str(work / "experts")], ["--set", f"experts={work / 'experts'}", "--set", "lr_lr=0",
+                      *(f for kv in args.mtt_set for f in ("--set", kv))]),
              "cvdd": (["committee", "--dataset", "cifar10", "--members", "convnet-bn,resnet18-bn", "--epochs", "1",
-                       "--out", str(work / "committee")], ["--set", f"committee={work / 'committee'}"])}
+                       "--holdout", "2", "--out", str(work / "committee")], ["--set", f"committee={work / 'committee'}"])}
     for method in METHODS:
         method = method.format(mtt=args.mtt)
         family = method.split(".")[0]
@@ -110,15 +116,19 @@ def main() -> int:
         if family in build:
             command, extra = build[family]
             check.step(f"{command[0]} for {family}", lambda c=command: cli([*c, *common]))
-        budget = ["--iterations", str(args.iterations)] if family not in ("random", "herding", "k-center") else []
+        selection = family in SELECTIONS
+        budget = [] if selection else ["--iterations", str(args.iterations)]
         if family == "cvdd":
             budget = ["--iterations", str(max(args.iterations, 10))]  # at least one step per IPC index
         if family in DM_FAMILY and args.batch_real:
             extra = [*extra, "--set", f"batch_real={args.batch_real}"]
+        if family == "cvdd" and args.per_class < 300:
+            extra = [*extra, "--set", f"candidates={args.per_class}"]  # RDED's 300 ranked per class, at most all
         out = work / f"{method}.h5"
-        check.step(f"distill {method} IPC 10 ({' '.join(budget) or 'selection'}, --deterministic)",
-                   lambda m=method, o=out, b=budget, e=extra: cli(
-                       ["distill", "--method", m, "--dataset", "cifar10", "--ipc", "10", "--out", str(o),
+        verb = "select" if selection else "distill"
+        check.step(f"{verb} {method} IPC 10 ({' '.join(budget) or 'selection'}, --deterministic)",
+                   lambda m=method, o=out, b=budget, e=extra, v=verb: cli(
+                       [v, "--method", m, "--dataset", "cifar10", "--ipc", "10", "--out", str(o),
                         "--deterministic", *b, *e, *common]))
     real = load_dataset("cifar10", root, device=args.device)
     proto = dataclasses.replace(get_protocol("dc"), name=f"dc-{args.epochs}ep", epochs=args.epochs)
@@ -126,9 +136,9 @@ def main() -> int:
 
     def score(path: str) -> str:
         report = evaluate(SyntheticSet.load(target), proto, data=real, device=args.device, path=path)
-        accs = [float(a) for a in report.results[0].accuracies]
+        accs = [100 * float(a) for a in report.results[0].accuracies]  # percent
         scores[path] = accs
-        return f"accuracies {', '.join(f'{a:.2f}' for a in accs)}"
+        return f"accuracies (%) {', '.join(f'{a:.2f}' for a in accs)}"
 
     scores: dict[str, list[float]] = {}
     check.step(f"evaluate dm set, dc shortened to {args.epochs} epochs, loop", lambda: score("loop"))

@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
 if [ "$DEVICE" = cpu ]; then   # the rehearsal: every step runs, on data and budgets a loaded 2-core machine can take
     : "${ITERATIONS:=2}" "${EPOCHS:=2}" "${PER_CLASS:=20}" "${BATCH_REAL:=16}" "${MTT:=mtt.cifar10-ipc1}"
+    : "${MTT_SET:=syn_steps=5}"   # MTT's 50 unrolled steps took 9 minutes an iteration on the loaded 2 cores
     : "${OUT_FILE:=benchmarks/results/gpu-check-cpu-rehearsal.md}" "${LIMIT:=1500}"
 fi
 ITERATIONS=${ITERATIONS:-5}; EPOCHS=${EPOCHS:-20}; PER_CLASS=${PER_CLASS:-300}; MTT=${MTT:-mtt.cifar10-ipc10}
@@ -45,6 +46,7 @@ mkdir -p "$(dirname "$OUT_FILE")"
 args=(--device "$DEVICE" --iterations "$ITERATIONS" --epochs "$EPOCHS" --per-class "$PER_CLASS" --mtt "$MTT"
       --out "$OUT_FILE")
 [ -n "${BATCH_REAL:-}" ] && args+=(--batch-real "$BATCH_REAL")
+[ -n "${MTT_SET:-}" ] && args+=(--mtt-set "$MTT_SET")
 LOG=$(mktemp /tmp/dsdistill-gpu-check.XXXXXX.log)
 [ "$DEVICE" != cpu ] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$LOG" 2>&1
 timeout "$LIMIT" "$PY" benchmarks/gpu_check.py "${args[@]}" 2>&1 | tee -a "$LOG"
