@@ -30,6 +30,7 @@ _API = {  # public name -> the module that defines it
     "SyntheticSet": ".synset",
     "init_world": "._distributed",
     "load_shard": "._distributed",
+    "set_deterministic": "._device",
 }
 __all__ = ["__version__", *_API]
 

@@ -87,6 +87,9 @@ def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
 def _common(p: argparse.ArgumentParser, device: bool = True, data: bool = True) -> None:
     if device:
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i] (default: auto)")
+        p.add_argument("--deterministic", action="store_true",
+                       help="deterministic GPU kernels, cuDNN and cuBLAS workspace (docs/evaluation.md: what the same "
+                            "seed gives on a GPU with and without it)")
     if data:
         p.add_argument("--data-root", default=None,
                        help="folder holding the dataset files (default search: $DSDISTILL_DATA, "
@@ -99,7 +102,7 @@ def _load(args: argparse.Namespace, name: str, device=None, **kw):
 
 
 def _device(args: argparse.Namespace):
-    return resolve_device(args.device)
+    return resolve_device(args.device, deterministic=getattr(args, "deterministic", False))
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -87,7 +87,8 @@ class State:
         return self.images[row * self.ipc:(row + 1) * self.ipc]
 
 
-_OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points"}
+_OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points",
+                "joint_memory_gb"}  # how a joint pass is chunked in memory: the same function (synthesizers/joint.py)
 
 
 class Interrupted(Exception):

@@ -58,7 +58,8 @@ from ..teachers.committee import load_committee
 from ..teachers.relabel import relabel
 from .base import Budget, State, SynthConfig, Synthesizer
 from .losses import bn_statistics_loss
-from .sharding import sum_in_order
+from .joint import JOINT_MEMORY_GB, joint_chunks
+from .sharding import on_host, sum_in_order
 from .registry import register
 
 SCHEDULES = ("auto", "top", "cycle", "random")
@@ -95,6 +96,8 @@ class CVDDConfig(SynthConfig):
                                       # "per-class" (one forward per class: the same function, about 2x slower with
                                       # VGG/ResNet voters on a CPU, and byte-identical for any number of torchrun
                                       # processes, since CPU kernels may pick their summation order by batch size)
+    joint_memory_gb: float = JOINT_MEMORY_GB  # ours: a joint pass goes in chunks of classes that fit this many GB
+                                      # of activations (synthesizers/joint.py says why 8)
     dsa: bool = False                 # unused by CV-DD (its augmentation is RRC/flip/jitter above)
 
 
@@ -310,10 +313,16 @@ class CVDD(Synthesizer):
         return jitter(x, gen, cfg.jitter)
 
     def _voter(self, state: State, member: int, batches: list[Tensor]) -> VoterPass:
+        """One voter over the held classes: joint in chunks of classes that fit joint_memory_gb (one chunk at any
+        size seen so far), or one class at a time."""
         model = state.context["committee"].members[member].model
         if self.config.class_batching == "joint":
+            chunks = joint_chunks(model, [(x,) for x in batches], self.config.joint_memory_gb, self.name)
+        else:
+            chunks = [[i] for i in range(len(batches))]
+        if len(chunks) == 1:
             return voter_pass(model, torch.cat(batches), len(batches))
-        passes = [voter_pass(model, x) for x in batches]
+        passes = [voter_pass(model, torch.cat([batches[i] for i in chunk]), len(chunk)) for chunk in chunks]
         first = passes[0]
         return VoterPass(torch.cat([p.logits for p in passes]), torch.cat([p.moments for p in passes]), first.sizes,
                          first.running_means, first.running_vars)
@@ -340,19 +349,24 @@ class CVDD(Synthesizer):
         passes = [self._voter(state, member, batches) for member in pair]
         labels = torch.tensor(classes, device=state.images.device).repeat_interleave(copies)
         loss = state.images.new_zeros(())
-        terms = [0.0] * len(classes)
+        ces, bns = [], []
         for w, out in zip(weights, passes):
             ce = F.cross_entropy(out.logits, labels, reduction="none").view(len(classes), copies).sum(1)  # per class
             loss = loss + w * (ce.sum() / samples)
-            terms = [t + w * v / samples for t, v in zip(terms, ce.tolist())]
-        bn_total = 0.0
+            ces.append(ce.detach())
         if cfg.r_bn:
             moments = torch.cat([out.moments for out in passes], dim=1)
             total = world.ordered_sum(moments.detach(), "the BN statistics exchange") + (moments - moments.detach()).sum(0)
             for w, out, part in zip(weights, passes, total.split([out.moments.shape[1] for out in passes])):
                 bn = bn_loss_from_moments(part, real.num_classes, out, cfg.first_bn_multiplier)
                 loss = loss + w * cfg.r_bn * bn
-                bn_total += w * cfg.r_bn * bn.item()
+                bns.append(bn.detach())
+        values, _ = on_host([*torch.cat(ces), *bns])  # one host synchronisation per iteration
+        terms, bn_total = [0.0] * len(classes), 0.0
+        for v, (w, _) in enumerate(zip(weights, passes)):
+            terms = [t + w * x / samples for t, x in zip(terms, values[v * len(classes):(v + 1) * len(classes)])]
+        for w, bn in zip(weights, values[len(passes) * len(classes):]):
+            bn_total += w * cfg.r_bn * bn
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()

@@ -47,9 +47,9 @@ class DataDAM(DM):
     def needs_maps(self) -> bool:
         return True
 
-    def match(self, real: Features, syn: Features) -> tuple[Tensor, dict[str, float]]:
+    def match(self, real: Features, syn: Features) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
         sam = attention_loss(real.maps[:-1], syn.maps[:-1], cfg.power)
         mmd = mean_embedding_loss(real.embedding, syn.embedding)
         loss = cfg.loss_scale * (sam + cfg.task_balance * mmd)
-        return loss, {"sam": sam.item(), "mmd": mmd.item()}
+        return loss, {"sam": sam.detach(), "mmd": mmd.detach()}

@@ -19,7 +19,8 @@ from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from .base import State, SynthConfig, Synthesizer
-from .sharding import sum_in_order
+from .joint import JOINT_MEMORY_GB, joint_chunks
+from .sharding import on_host, sum_in_order
 from .losses import mean_embedding_loss
 from .registry import register
 
@@ -38,6 +39,8 @@ class DMConfig(SynthConfig):
                                    # DM's BN branch, DataDAM's code). "auto": joint with batch norm or on
                                    # CUDA, per-class otherwise: on 2 CPU cores the joint pass measured about
                                    # half as fast with 2.4-4x the memory (benchmarks/results/synth_speed-cpu.md).
+    joint_memory_gb: float = JOINT_MEMORY_GB  # ours: a joint pass goes in chunks of classes that fit this many GB
+                                   # of activations (synthesizers/joint.py says why 8)
 
 
 @dataclass
@@ -68,7 +71,8 @@ class DM(Synthesizer):
         return torch.optim.SGD([images], lr=self.config.lr_img, momentum=self.config.momentum)
 
     # ---- the matching objective (subclasses override)
-    def match(self, real: Features, syn: Features) -> tuple[Tensor, dict[str, float]]:
+    def match(self, real: Features, syn: Features) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one group and its named parts (0-dim tensors; the step reads them once per iteration)."""
         loss = mean_embedding_loss(real.embedding, syn.embedding)
         return loss, {}
 
@@ -115,11 +119,15 @@ class DM(Synthesizer):
             return "joint" if has_batch_norm(net) or device.type == "cuda" else "per-class"
         return mode
 
-    def groups(self, net: nn.Module, state: State) -> list[list[int]]:
-        """Positions of the held classes matched together: all at once (joint) or one class at a time."""
+    def groups(self, net: nn.Module, state: State, inputs: list[tuple[Tensor, Tensor]] | None = None) -> list[list[int]]:
+        """Positions of the held classes matched together: all at once (joint; in chunks of classes that fit
+        joint_memory_gb when `inputs` are given) or one class at a time."""
         positions = list(range(len(state.images) // state.ipc))
-        joint = self.batching(net, state.images.device) == "joint"
-        return [positions] if joint else [[i] for i in positions]
+        if self.batching(net, state.images.device) != "joint":
+            return [[i] for i in positions]
+        if inputs is None:
+            return [positions]
+        return joint_chunks(net, inputs, self.config.joint_memory_gb, self.name)
 
     def shard_problem(self, real: RealData) -> str | None:
         """Batch norm in the joint pass normalises all classes together: that couples the classes."""
@@ -135,15 +143,19 @@ class DM(Synthesizer):
         net = self.random_network(real, seed, it)
         inputs = [self.class_inputs(state, real, c, it, seed) for c in state.served(real.num_classes)]
         state.optimizer.zero_grad(set_to_none=True)
-        losses, figures = [], {}
-        for group in self.groups(net, state):
+        losses, parts = [], []
+        for group in self.groups(net, state, inputs):
             with torch.no_grad():
                 real_out = self._features(net, [inputs[i][0] for i in group])
             syn_out = self._features(net, [inputs[i][1] for i in group])
-            loss, parts = self.match(real_out, syn_out)
+            loss, terms = self.match(real_out, syn_out)
             loss.backward()
-            losses.append(loss.item())
-            for k, v in parts.items():
-                figures[k] = figures.get(k, 0.0) + v
+            losses.append(loss.detach())
+            parts.append(terms)
         state.optimizer.step()
+        losses, parts = on_host(losses, parts)  # one host synchronisation per iteration, not one per group
+        figures: dict[str, float] = {}
+        for terms in parts:
+            for k, v in terms.items():
+                figures[k] = figures.get(k, 0.0) + v
         return {"loss": sum_in_order(losses), "class_losses": losses, **figures}

@@ -3,7 +3,10 @@ docstring for the scheme): the per-iteration agreement and the choice of checkpo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
 
 from .._distributed import World
 from ..errors import CheckpointError
@@ -15,6 +18,15 @@ def sum_in_order(terms: list[float]) -> float:
     for t in terms:
         total += t
     return total
+
+
+def on_host(values: Sequence[Tensor], parts: Sequence[Mapping[str, Tensor]] = ()) -> tuple[list[float], list[dict[str, float]]]:
+    """0-dim tensors read as Python floats in ONE transfer (one host synchronisation on a GPU, where a `.item()`
+    per class waits for the device each time). The floats are those `.item()` gives (read through float64)."""
+    flat = [*values, *(v for p in parts for v in p.values())]
+    numbers = torch.stack([v.reshape(()).double() for v in flat]).tolist() if flat else []
+    head, rest = numbers[:len(values)], iter(numbers[len(values):])
+    return head, [{k: next(rest) for k in p} for p in parts]
 
 
 def agree(world: World, loss: float | list[float], elapsed: float, save: bool,

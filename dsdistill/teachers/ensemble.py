@@ -27,6 +27,15 @@ def prior_weights(priors: Sequence[float], temperature: float) -> Tensor:
     return torch.softmax(torch.tensor([float(p) for p in priors], dtype=torch.float64) / temperature, 0).float()
 
 
+def _device_of(members: Sequence[nn.Module]) -> torch.device:
+    """Where the members' weights live: the weight buffer is made there, so a teacher built from members already
+    on a GPU works without a further .to() (the CUDA relabel crash: CPU weights beside CUDA members)."""
+    for member in members:
+        for tensor in (*member.parameters(), *member.buffers()):
+            return tensor.device
+    return torch.device("cpu")
+
+
 class Teacher(nn.Module):
     """sum_m w_m * f_m(x): logits of a weighted ensemble, without gradient."""
 
@@ -36,7 +45,7 @@ class Teacher(nn.Module):
         super().__init__()
         if bn_mode not in BN_MODES:
             raise ConfigError(f"teacher BN mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
-        weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+        weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1).to(_device_of(members))
         if len(members) == 0 or len(weights) != len(members):
             raise ConfigError(f"a teacher needs one weight per member; got {len(members)} members, "
                               f"{len(weights)} weights")
@@ -55,6 +64,11 @@ class Teacher(nn.Module):
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = 0.0  # train-mode BN then normalises by the batch but never moves the running stats
         self.train(False)
+
+    @property
+    def device(self) -> torch.device:
+        """The members' device (where inputs must go), not the weight buffer's."""
+        return _device_of(self.members)
 
     def train(self, mode: bool = True) -> "Teacher":
         """Always eval, except BN layers under bn_mode 'train' (BSSL)."""

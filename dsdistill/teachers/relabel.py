@@ -47,7 +47,7 @@ def relabel(synset: SyntheticSet, teacher: Teacher, mode: str, temperature: floa
     extra["teacher"] = {**teacher_record(teacher), "mode": mode, "bn": "train" if mode == "online" else "eval"}
     soft = None
     if mode == "stored":
-        device = teacher.weights.device
+        device = teacher.device
         with torch.no_grad():
             soft = torch.cat([teacher(x.to(device)) for x in synset.images.split(256)]).float().cpu()
         how = f", weights softmax(prior/{temperature:g})" if temperature is not None else ""
