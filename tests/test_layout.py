@@ -17,7 +17,6 @@ UNTESTED_ALONE = {
     "__main__": "`python -m dsdistill`: test_cli.py runs it",
     "_version": "one constant",
     "errors": "the error types: each module's tests check the one-line errors it raises",
-    "_device": "picks cuda when present: the tests run on CPU only",
     "_progress": "a progress bar on stderr: output only",
 }
 # Test modules that check the whole package or the repository's data rather than one module.
@@ -28,6 +27,8 @@ ACROSS = {
     "test_integration": "the public API end to end on the real Fashion-MNIST",
     "test_benchmark_data": "the shipped suites and results (benchmarks/), not code",
     "test_shipped_sets": "the set files committed under synthetic_sets/, not code",
+    "test_gpu_ready": "device safety across teachers and synthesizers (the meta-device guard, the joint-pass budget)",
+    "test_benchmarks_gpu_ready": "the paper dry run and GPU check scripts under benchmarks/, not library code",
     "test_bad_inputs": "every command's bad inputs as one table (one line, exit 2, nothing written), through cli.main",
 }
 
