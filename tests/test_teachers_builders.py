@@ -81,6 +81,6 @@ def test_build_named_maps_the_parsed_arguments_and_summarises_the_folder(fake_fm
     assert built.folder == tmp_path / "p" and built.kind.entries == "models"
     assert manifest["command"] == "dsdistill pool ..."
     assert built.entries == manifest["models"] and [e["index"] for e in built.entries] == [0]
-    assert built.bytes == folder_bytes(built.kind, built.folder) > 0 and built.described.startswith("convnet, 1 epochs")
+    assert built.bytes == folder_bytes(built.kind, built.folder) > 0 and built.described.startswith("convnet, 1 epoch,")
     with pytest.raises(UnknownNameError):
         build_named("nope", values)
