@@ -508,10 +508,12 @@ def run_compare(args: argparse.Namespace) -> int:
 @command
 def add_show(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="save a class-by-class image grid of a set",
-                       description="Write a PNG grid: one row per class, its images in columns.")
+                       description="Write a grid (PNG, or JPEG for .jpg/.jpeg): one column per class under its "
+                                   "name, its images down the column, a title naming method, dataset and IPC, "
+                                   "shown over the set's own pixel range (stated on the picture).")
     p.add_argument("set", help="synthetic-set file (.h5)")
-    p.add_argument("--out", required=True, type=output_file, help="output .png")
-    p.add_argument("--max-per-class", type=int, default=10, help="columns per row (default: 10)")
+    p.add_argument("--out", required=True, type=output_file, help="output .png, .jpg or .jpeg")
+    p.add_argument("--max-per-class", type=int, default=10, help="images per column (default: 10)")
     p.set_defaults(run=run_show)
 
 
@@ -691,13 +693,19 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, type=output_file, help="CSV file (default: leaderboard.csv beside --out)")
     p.add_argument("--plots", default=None, type=output_folder, help="plot folder (default: plots/ beside --out)")
     p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.add_argument("--html", action="store_true",
+                   help="also write the leaderboard as a static page, site/index.html beside --out (offline: no "
+                        "external resource; it references the plot folder relatively)")
+    p.add_argument("--site", default=None, help="folder of the HTML page (default: site/ beside --out)")
     p.set_defaults(run=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     files, plots = regenerate(args.store, args.out, args.csv, args.plots, draw=not args.no_plots,
-                              command=_command(args))
-    print(f"wrote {files[0]}, {files[1]}" + (f" and {count(len(files) - 2, 'picture')} under {plots}" if plots else ""))
+                              command=_command(args), html=args.html, site_dir=args.site)
+    site = [f for f in files if f.name == "index.html"]
+    print(f"wrote {files[0]}, {files[1]}" + (f" and {count(len(files) - 2 - len(site), 'picture')} under {plots}"
+                                             if plots else "") + (f"; the site {site[0]}" if site else ""))
     return 0
 
 

@@ -361,6 +361,12 @@ protocols = ["smoke"]
 """
 
 
+def second_key(store):
+    """The teacher key of the newest kd evaluation of random."""
+    return max((e for e in store.records("eval") if e["label"] == "random" and e["teacher_key"]),
+               key=lambda e: e["created_utc"])["teacher_key"]
+
+
 def test_soft_label_and_zca_cells_end_to_end(tmp_path, fake_fmnist_root, monkeypatch):
     """CV-DD scored with its own committee labels and random with the suite's teacher (the same committee, so the
     same teacher key); a ZCA cell made and scored in whitened space; a second committee scores random again under
@@ -404,9 +410,13 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fake_fmnist_root, monkeyp
     assert [(t.label_mode, t.protocol) for t in tables] == [("hard", "smoke"), ("soft", "kd-tiny")]
     hard_table, soft_table = tables
     assert sorted(r.label for r in hard_table.rows) == ["cvdd", "random", "random+zca"]
-    rows = sorted(soft_table.rows, key=lambda r: r.label)
+    rows = sorted(soft_table.rows + soft_table.appendix, key=lambda r: r.label)
     assert [r.label for r in rows][0] == "cvdd" and all(r.label.startswith("random [teacher ") for r in rows[1:])
     assert len(rows) == 3 and len({r.label for r in rows}) == 3 and all(len(r.accuracies) == 1 for r in rows)
+    # random is ranked once: the newer score (the second committee's) of record, the first in the appendix
+    ranked_random = [r for r in soft_table.rows if r.base == "random"]
+    assert len(ranked_random) == 1 and ranked_random[0].teacher_key == second_key(store)
+    assert [r.why for r in soft_table.appendix] == [f"earlier record of random (newer: {ranked_random[0].label})"]
     assert rows[0].teacher.startswith(f"its own: {tmp_path / 'committee'} #")
     md = leaderboard_md(tables, store, None, "dsdistill report")
     hard_md, soft_md = md.split("### Soft-label protocols")
@@ -430,8 +440,10 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fake_fmnist_root, monkeyp
     assert any("stored in the set" in n for n in stored["report"]["notes"])
     assert not run_suite(load_suite(stored_suite), store, only=["random"], **kwargs).scored
     soft = next(t for t in build_tables(store) if t.label_mode == "soft")
-    assert sum(r.teacher.startswith(f"stored once by {tmp_path / 'committee'} #") for r in soft.rows) == 1
-    # vs random: the random set labelled by the teacher CV-DD's set names (three random rows stand in the table)
+    assert sum(r.teacher.startswith(f"stored once by {tmp_path / 'committee'} #") for r in soft.rows + soft.appendix) == 1
+    assert sum(r.base == "random" for r in soft.rows) == 1   # three random rows, one ranked
+    # vs random: the random set labelled by the teacher CV-DD's set names (three random rows stand in the table,
+    # that one in the appendix)
     cvdd_row = next(r for r in soft.rows if r.base == "cvdd")
     partner = soft.random_for(cvdd_row)
     assert partner.teacher_key == cvdd_row.teacher_key == kd["random"]["teacher_key"]
@@ -495,8 +507,14 @@ def test_report_numbers_follow_the_records(ran, tmp_path):
     whole = accs("whole", 0)
     for ipc in (1, 2):
         table = [r for r in ours if r["ipc"] == str(ipc)]
-        ranked = [r for r in table if r["rank"] != "ref"]
-        assert [r["rank"] for r in ranked] == [str(i) for i in range(1, len(ranked) + 1)]
+        ranked = [r for r in table if r["rank"] not in ("ref", "appendix")]
+        # competition ranks: a row shares the rank above it exactly when Welch's p between them is 0.05 or more
+        # (or undefined, with equal means)
+        for i, (upper, r) in enumerate(zip(ranked, ranked[1:]), 2):
+            p = upper["welch_p_vs_next"]
+            tied = float(p) >= 0.05 if p else upper["mean"] == r["mean"]
+            assert r["rank"] == (upper["rank"] if tied else str(i))
+        assert ranked[0]["rank"] == "1" and len({r["rank"] for r in ranked}) < len(ranked)   # the tiny runs tie
         assert [float(r["mean"]) for r in ranked] == sorted((float(r["mean"]) for r in ranked), reverse=True)
         random = accs("random", ipc)
         for r, nxt in zip(ranked, ranked[1:] + [None]):
@@ -611,7 +629,7 @@ def test_committed_leaderboard_is_generated_from_the_committed_store(monkeypatch
     store = Store("benchmarks/results/store")
     tables = build_tables(store)
     board = (REPO / "benchmarks/LEADERBOARD.md").read_text()
-    assert leaderboard_md(tables, store, "plots", "dsdistill report") == board, "rerun `dsdistill report`"
+    assert leaderboard_md(tables, store, "plots", "dsdistill report --html") == board, "rerun `dsdistill report --html`"
     assert leaderboard_csv(tables) == (REPO / "benchmarks/leaderboard.csv").read_text()
     links = re.findall(r"\]\((plots/[^)]+)\)", board)
     assert links and all((REPO / "benchmarks" / link).exists() for link in links)

@@ -288,19 +288,53 @@ def test_load_truncated(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- grid
 
 
-def test_save_grid_writes_png_of_expected_size(tmp_path: Path) -> None:
+def test_save_grid_writes_png_with_one_column_per_class(tmp_path: Path) -> None:
+    """The grid used to be one row per class with no names: now one column per class under its name, a title,
+    and the images of a class down its column (torchvision's 2-pixel gaps and border in the mosaic)."""
     from PIL import Image
 
+    from dsdistill.synset.grid import grid_cells, grid_title, mosaic, to_unit_pixels
+
     path = tmp_path / "grid.png"
-    save_grid(make_set(), path)
-    pad = 2  # rows = classes, columns = images per class, 2-pixel gaps and border
+    synset = make_set()
+    save_grid(synset, path)
     with Image.open(path) as image:
-        assert image.format == "PNG"
-        assert image.size == (IPC * (W + pad) + pad, K * (H + pad) + pad)  # (width, height)
-    save_grid(make_set(), path, max_per_class=1)
-    with Image.open(path) as image:
-        assert image.size == (W + 2 * pad, K * (H + pad) + pad)
+        assert image.format == "PNG" and image.size[0] > image.size[1]   # classes across, images down
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+    cells = grid_cells(synset, to_unit_pixels(synset), max_per_class=10)
+    assert cells.shape == (IPC, K, C, H, W)
+    for c in range(K):   # column c holds class c's images, in order
+        assert torch.equal(cells[:, c], to_unit_pixels(synset)[synset.labels == c])
+    pad = 2
+    assert mosaic(cells.clamp(0, 1)).shape == (IPC * (H + pad) + pad, K * (W + pad) + pad)
+    one = grid_cells(synset, to_unit_pixels(synset), max_per_class=1)
+    assert one.shape == (1, K, C, H, W)   # IPC 1 (or one per class): one row, one column per class
+    assert grid_title(synset) == "dm · toy · IPC 2"
+
+
+def test_display_range_holds_the_sets_own_pixels() -> None:
+    """A DM set leaves [0, 1]: clamping blew its pixels out; the range now comes from its quantiles."""
+    from dsdistill.synset.grid import display_range, range_note
+
+    assert display_range(torch.rand(1000)) == (0.0, 1.0)            # real images: shown as they are
+    wide = torch.linspace(-2.0, 3.0, 2001)
+    low, high = display_range(wide)
+    assert low == pytest.approx(-2.0 + 5 * 0.005, abs=1e-3) and high == pytest.approx(3.0 - 5 * 0.005, abs=1e-3)
+    assert display_range(torch.linspace(0.2, 0.4, 100)) == (0.0, 1.0)   # never stretched beyond [0, 1]
+    assert range_note(low, high).startswith(f"display range [{low:.2f}, {high:.2f}]: the set's 0.5-99.5%")
+
+
+def test_save_grid_writes_jpeg_or_refuses_the_suffix(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("grid.jpg", "grid.JPEG"):
+        save_grid(make_set(), tmp_path / name)
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "JPEG"
+    for name in ("grid.gif", "grid"):
+        with pytest.raises(ConfigError, match="name the output .png, .jpg or .jpeg") as err:
+            save_grid(make_set(), tmp_path / name)
+        assert "\n" not in str(err.value) and not (tmp_path / name).exists()
 
 
 def test_save_grid_zca_needs_to_pixels(tmp_path: Path) -> None:

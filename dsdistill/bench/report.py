@@ -1,123 +1,62 @@
-"""The leaderboard: tables (markdown + CSV) regenerated from the result store, never edited by hand.
+"""The leaderboard: tables (markdown + CSV, and with --html a web page) regenerated from the result store, never
+edited by hand.
 
-One table per dataset, IPC and protocol hash (only equal hashes are comparable); hard-label and
-soft-label protocols in separate sections. Under a soft-label protocol a row is also one teacher: scores of the
-same method with two teachers are two rows, and the table says which teacher labelled each. A row is one method: mean ± std (population) over every
-model of every set seed, its gain over random and its fraction of the whole-dataset accuracy under the
-same protocol, its distillation cost, and Welch's t-test against the method ranked just below it.
-The same store always gives the same bytes: rows and tables are sorted, and no clock is read.
+One table per dataset, IPC and protocol hash (only equal hashes are comparable); hard-label and soft-label
+protocols in separate sections. Under a soft-label protocol a row is also one teacher, and the table says which
+teacher labelled each. A ranked row is one figure of record: mean ± std (population) over every model of every
+set seed, its gain over random and its fraction of the whole-dataset accuracy under the same protocol, and
+Welch's t-test against the row ranked just below it; its cost stands in a narrow table beside; probes and earlier
+records stand in the appendix. The markdown and the page render one document (bench.board). The same store
+always gives the same bytes: rows and tables are sorted, and no clock is read.
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-from collections import defaultdict
 from pathlib import Path
 
-from .._version import __version__
 from .._io import atomic_path
+from ..errors import ConfigError
+from .board import Block, Cell, Grid, Heading, Para, Picture, document, iterations
 from .plots import write_plots
 from .published import published_for
+from .site import write_site
 from .store import Store, open_store
-from .tables import FAMILIES, Row, Table, build_tables, grid_name, mean_seconds, plot_name
+from .tables import Row, Table, build_tables, mean_seconds
 
 
-# ------------------------------------------------------------------ formatting
+# ------------------------------------------------------------------ markdown
 
-def _pct(x: float | None, sign: bool = False) -> str:
-    return "-" if x is None else (f"{x:+.2f}" if sign else f"{x:.2f}")
-
-
-def _num(x: float | None, digits: int = 0) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+def _cell_md(cell: Cell, plots: str) -> str:
+    return " ".join(f"[{text}]({plots}/{path})" for text, path in cell.links) if cell.links else cell.text
 
 
-def _p(p: float | None) -> str:
-    return "-" if p is None else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
-
-
-def _iterations(row: Row) -> str:
-    its = sorted(set(row.iterations))
-    return "-" if its == [0] else "/".join(str(i) for i in its)
-
-
-def _table_md(t: Table, plots: str | None) -> list[str]:
-    soft = t.label_mode == "soft"   # which teacher labelled each row: a column of its own
-    lines = [f"#### {t.title}", "",
-             "| # | method |" + (" soft labels |" if soft else "") + " sets (seeds) | models | accuracy (%) | "
-             "vs random (points) | of whole | distill s | iterations | peak MiB | Welch p vs next | grids |",
-             "|---|---|" + ("---|" if soft else "") + "---|---|---|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(t.rows, 1):
-        whole = t.of_whole(r)
-        grids = " ".join(f"[{s}]({plots}/sets/{grid_name(p)})" for s, p in sorted(zip(r.seeds, r.set_paths))
-                         if plots and p) or "-"
-        lines.append(f"| {i} | {r.label} |" + (f" {r.teacher} |" if soft else "") +
-                     f" {len(r.seeds)} ({', '.join(map(str, sorted(r.seeds)))}) | "
-                     f"{len(r.accuracies)} | {100 * r.mean:.2f} ± {100 * r.std:.2f} | {_pct(t.gain(r), True)} | "
-                     f"{'-' if whole is None else f'{100 * whole:.1f}%'} | {_num(mean_seconds(r))} | {_iterations(r)} | "
-                     f"{_num(r.peak)} | {_p(r.p_next)}{f' ({r.next_label})' if r.next_label else ''} | {grids} |")
-    if t.whole is not None:
-        w = t.whole
-        lines.append(f"| ref | whole training set |" + (f" {w.teacher} |" if soft else "") +
-                     f" - | {len(w.accuracies)} | {100 * w.mean:.2f} ± {100 * w.std:.2f} | - | 100% | - | - | - | - | - |")
-    lines.append("")
-    pub = published_for(t.dataset, t.ipc)
-    if pub:
-        lines += ["Published (not measured here, never ranked):", "",
-                  "| method | IPC | published (%) | closest protocol here | source |", "|---|---|---|---|---|"]
-        lines += [f"| {p.method} | {p.ipc or 'all'} | {p.mean:.1f}{'' if p.std is None else f' ± {p.std:.1f}'} | "
-                  f"{p.closest} | {p.how} |" for p in pub]
-        lines.append("")
-    return lines
+def render_md(blocks: list[Block], plots: str | None) -> str:
+    """The document as markdown; pictures are links under `plots` (the plot folder relative to the file)."""
+    lines: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            lines += ["#" * b.level + " " + b.text, ""]
+        elif isinstance(b, Para):
+            lines += [b.text, ""]
+        elif isinstance(b, Picture):
+            lines += [f"{b.caption}: [{Path(b.path).name}]({plots}/{b.path})", ""]
+        elif isinstance(b, Grid):
+            lines += ["| " + " | ".join(b.columns) + " |", "|" + "---|" * len(b.columns)]
+            lines += ["| " + " | ".join(_cell_md(c, plots or "") for c in row) + " |" for row in b.rows]
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def leaderboard_md(tables: list[Table], store: Store, plots: str | None, command: str) -> str:
-    distills, evals = store.records("distill"), store.records("eval")
-    dates = sorted(r.get("created_utc", "") for r in distills + evals)
-    hardware = sorted({r.get("hardware", "") for r in distills + evals} - {""})
-    lines = [
-        "# Leaderboard", "",
-        f"Generated by `{command}` (dsdistill {__version__}) from the result store `{store.root.as_posix()}`: "
-        f"{len(distills)} distillation and {len(evals)} evaluation records, the newest from "
-        f"{dates[-1] if dates else '-'}. Never edit this file: rerun the command.", "",
-        "Hardware in the records: " + ("; ".join(hardware) or "-") + ".", "",
-        "How to read it: final-epoch test accuracy on the full real test set (nothing is selected on the test "
-        "set), mean ± population std over every model of every set seed. Only results with the same protocol hash "
-        "share a table; hard- and soft-label protocols are kept apart. *vs random*: points over the random "
-        "selection in the same table (under soft-label protocols, the one labelled by the same teacher; - where "
-        "there is none); *of whole*: fraction of the whole-training-set accuracy under the same "
-        "protocol; *distill s*: the method's own seconds (mean over seeds; for selections, the wall time of the "
-        "selection); *peak MiB*: peak memory of the distillation (CUDA allocated or process resident size; - "
-        "where it was not measured); *Welch p*: Welch's t-test (scipy, unequal variances) over per-model "
-        "accuracies against the method ranked just below. Published numbers stand under each table, marked, "
-        "and never enter a ranking.", ""]
-    if not tables:
-        lines += ["The store holds no evaluation yet: run `dsdistill bench benchmarks/suites/NAME.toml`.", ""]
-    by_dataset: dict[str, list[Table]] = defaultdict(list)
-    for t in tables:
-        by_dataset[t.dataset].append(t)
-    for dataset in sorted(by_dataset):
-        lines += [f"## {dataset}", ""]
-        for mode in sorted({t.label_mode for t in by_dataset[dataset]}):
-            lines += [f"### {FAMILIES.get(mode, mode + ' labels')}", ""]
-            seen_protocols = set()
-            for t in (t for t in by_dataset[dataset] if t.label_mode == mode):
-                if plots and t.protocol_hash not in seen_protocols:
-                    seen_protocols.add(t.protocol_hash)
-                    lines += [f"Accuracy vs IPC under {t.protocol} #{t.protocol_hash}: "
-                              f"[{plot_name('acc-vs-ipc', t, False)}]({plots}/{plot_name('acc-vs-ipc', t, False)})", ""]
-                lines += _table_md(t, plots)
-                if plots:
-                    name = plot_name("acc-vs-time", t, True)
-                    lines += [f"Accuracy vs distillation time: [{name}]({plots}/{name})", ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return render_md(document(tables, store, plots is not None, command), plots)
 
 
 CSV_FIELDS = ["source", "dataset", "ipc", "label_mode", "protocol", "protocol_version", "protocol_hash", "rank",
               "method", "sets", "seeds", "models", "mean", "std", "gain_over_random", "fraction_of_whole",
               "distill_seconds", "distill_iterations", "peak_memory_mib", "welch_p_vs_next", "next_method",
-              "published_how"]
+              "published_how", "not_ranked_because"]
 
 
 def leaderboard_csv(tables: list[Table]) -> str:
@@ -127,7 +66,8 @@ def leaderboard_csv(tables: list[Table]) -> str:
     for t in tables:
         base = {"dataset": t.dataset, "ipc": t.ipc, "label_mode": t.label_mode, "protocol": t.protocol,
                 "protocol_version": t.protocol_version, "protocol_hash": t.protocol_hash}
-        ranked = [(str(i), r) for i, r in enumerate(t.rows, 1)] + ([("ref", t.whole)] if t.whole else [])
+        ranked = ([(str(r.rank), r) for r in t.rows] + ([("ref", t.whole)] if t.whole else [])
+                  + [("appendix", r) for r in t.appendix])
         for rank, r in ranked:
             whole = t.of_whole(r) if r is not t.whole else 1.0
             gain = t.gain(r) if r is not t.whole else None
@@ -136,11 +76,12 @@ def leaderboard_csv(tables: list[Table]) -> str:
                              "mean": f"{100 * r.mean:.4f}", "std": f"{100 * r.std:.4f}",
                              "gain_over_random": "" if gain is None else f"{gain:.4f}",
                              "fraction_of_whole": "" if whole is None else f"{whole:.4f}",
-                             "distill_seconds": "" if r is t.whole else _num(mean_seconds(r), 1),
-                             "distill_iterations": "" if r is t.whole else _iterations(r),
+                             "distill_seconds": "" if r is t.whole or mean_seconds(r) is None
+                             else f"{mean_seconds(r):.1f}",
+                             "distill_iterations": "" if r is t.whole else iterations(r),
                              "peak_memory_mib": "" if r.peak is None else f"{r.peak:.0f}",
                              "welch_p_vs_next": "" if r.p_next is None else f"{r.p_next:.4g}",
-                             "next_method": r.next_label, "published_how": ""})
+                             "next_method": r.next_label, "published_how": "", "not_ranked_because": r.why})
         for p in published_for(t.dataset, t.ipc):
             writer.writerow({**base, "source": "published", "rank": "", "method": p.method,
                              "mean": f"{p.mean:.4f}", "std": "" if p.std is None else f"{p.std:.4f}",
@@ -154,10 +95,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(store: Store, out: str | Path = "benchmarks/LEADERBOARD.md", csv_path: str | Path | None = None,
-                 plots_dir: str | Path | None = None, command: str = "dsdistill report") -> list[Path]:
-    """Write LEADERBOARD.md, its CSV and (with plots_dir) the pictures; returns the files written."""
+                 plots_dir: str | Path | None = None, command: str = "dsdistill report",
+                 site_dir: str | Path | None = None) -> list[Path]:
+    """Write LEADERBOARD.md, its CSV, (with plots_dir) the pictures and (with site_dir, which needs plots_dir)
+    the HTML page; returns the files written. The markdown and the page render one document."""
     out = Path(out)
     csv_path = Path(csv_path) if csv_path else out.with_name("leaderboard.csv")
+    if site_dir is not None and plots_dir is None:
+        raise ConfigError("the HTML leaderboard shows the pictures: drop --no-plots to write it")
     tables = build_tables(store)
     written = []
     rel_plots = None
@@ -165,18 +110,27 @@ def write_report(store: Store, out: str | Path = "benchmarks/LEADERBOARD.md", cs
         plots_dir = Path(plots_dir)
         written += write_plots(tables, plots_dir)
         rel_plots = Path(os.path.relpath(plots_dir.resolve(), out.resolve().parent)).as_posix()
-    _write_text(out, leaderboard_md(tables, store, rel_plots, command))
+    blocks = document(tables, store, plots_dir is not None, command)
+    _write_text(out, render_md(blocks, rel_plots))
     _write_text(csv_path, leaderboard_csv(tables))
+    if site_dir is not None:
+        grids = sorted(p.relative_to(plots_dir).as_posix() for p in written if p.parent.name == "sets")
+        written.append(write_site(blocks, site_dir, plots_dir, grids))
     return [out, csv_path] + written
 
 
 def regenerate(store: str | Path | None = None, out: str | Path = "benchmarks/LEADERBOARD.md",
                csv_path: str | Path | None = None, plots_dir: str | Path | None = None, *, draw: bool = True,
-               command: str = "dsdistill report") -> tuple[list[Path], Path | None]:
+               command: str = "dsdistill report", html: bool = False,
+               site_dir: str | Path | None = None) -> tuple[list[Path], Path | None]:
     """`dsdistill report`: write_report from an existing store (default DEFAULT_STORE), the pictures under
-    `plots_dir` (default: plots/ beside `out`) unless not `draw`; returns (files written, plot folder or None)."""
+    `plots_dir` (default: plots/ beside `out`) unless not `draw`, and with `html` the page under `site_dir`
+    (default: site/ beside `out`); returns (files written, plot folder or None)."""
     plots = None if not draw else Path(plots_dir) if plots_dir else Path(out).parent / "plots"
-    return write_report(open_store(store, existing=True), out, csv_path, plots, command=command), plots
+    site = None if not html else Path(site_dir) if site_dir else Path(out).parent / "site"
+    return write_report(open_store(store, existing=True), out, csv_path, plots, command=command,
+                        site_dir=site), plots
 
 
-__all__ = ["Row", "Table", "build_tables", "leaderboard_md", "leaderboard_csv", "regenerate", "write_report"]
+__all__ = ["Row", "Table", "build_tables", "leaderboard_md", "leaderboard_csv", "regenerate", "render_md",
+           "write_report"]

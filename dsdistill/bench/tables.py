@@ -2,9 +2,10 @@
 draw from (bench.report writes the text, bench.plots the pictures; neither imports the other).
 
 One table per dataset, IPC and protocol hash (only equal hashes are comparable). A row is one method (under a
-soft-label protocol, one method and teacher): every model of every set seed pooled, ranked by mean accuracy,
-with Welch's t-test against the row ranked just below. Rows and tables are sorted, so the same store always
-gives the same tables.
+soft-label protocol, one method and teacher): every model of every set seed pooled. Only figure-of-record rows
+(`of_record`) are ranked, by mean accuracy, with Welch's t-test against the row ranked just below; rows the test
+cannot tell apart share a rank (`shared_ranks`). Probes and earlier records of a recipe go to the table's
+appendix, unranked. Rows and tables are sorted, so the same store always gives the same tables.
 """
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ class Row(AccuracySummary):
     teacher: str = ""                             # soft-label protocols: where the targets came from
     teacher_key: str = ""                         # ... and the store's key of that teacher ("" for none)
     base: str = ""                                # the label before a [variant, teacher] suffix was added
+    method: str = ""                              # the registered method (its family in the plots)
+    flip: bool = False                            # made with FYI's flip (drawn dashed beside the method)
+    suites: list[str] = field(default_factory=list)     # the suite (or imported folder) of every record
+    commands: list[str] = field(default_factory=list)   # the command of every record
+    newest: str = ""                              # created_utc of the row's newest evaluation record
+    rank: int = 0                                 # shared rank among the table's record rows (0: appendix)
+    why: str = ""                                 # why the row is in the appendix ("" for a row of record)
 
     @property
     def peak(self) -> float | None:
@@ -53,14 +61,18 @@ class Table:
     protocol: str
     protocol_version: int
     protocol_hash: str
-    rows: list[Row]                 # ranked, best first (the whole training set is not ranked)
+    rows: list[Row]                 # figures of record, ranked, best first (the whole training set is not ranked)
     whole: Row | None = None
+    appendix: list[Row] = field(default_factory=list)   # probes and earlier records: shown, never ranked
 
     def random_for(self, row: Row) -> Row | None:
         """The random selection `row` is compared with: the one labelled by the same teacher (soft-label tables
-        may hold random under several), else the only one; None when that is ambiguous or missing."""
-        randoms = [r for r in self.rows if (r.base or r.label) == "random"]
+        may hold random under several; one of record before one in the appendix), else the only one; None when
+        that is ambiguous or missing."""
+        randoms = [r for r in self.rows + self.appendix if (r.base or r.label) == "random"]
         same = [r for r in randoms if r.teacher_key == row.teacher_key]
+        if len(same) > 1:
+            same = [r for r in same if not r.why]
         return same[0] if len(same) == 1 else randoms[0] if len(randoms) == 1 else None
 
     def gain(self, row: Row) -> float | None:
@@ -102,6 +114,58 @@ def welch(a: list[float], b: list[float]) -> float | None:
     return p if math.isfinite(p) else None
 
 
+PROBE_MARK = "-probes"
+"""A suite (or an imported results folder) whose name holds this is a probe: benchmarks/suites/*-probes.toml and
+benchmarks/results/*-probes/ say so in their headers (a question asked once, not a figure to rank)."""
+
+
+def _probe(row: Row) -> bool:
+    return any(PROBE_MARK in text for text in row.suites + row.commands)
+
+
+def of_record(rows: list[Row]) -> list[Row]:
+    """The figures of record among one table's rows; sets `why` on every other row.
+
+    A row is a figure of record unless
+    - it is a probe: one of its records comes from a suite, or was imported from a results folder, whose name holds
+      "-probes" (the probe suites and folders say so in their headers): a question asked once, not a ranking entry;
+    - it is an earlier record of the same recipe: another row of the table has the same label (the suite's name
+      for the recipe) and a newer evaluation (of another set, or of the same set with another teacher). A suite that changed a recipe (CV-DD's stored labels became online
+      labels in fmnist-cpu) leaves the old record in the store, since records are never rewritten; the newest is
+      the one the suite now makes. Its earlier record stays visible in the appendix, never ranked twice.
+    """
+    newest: dict[str, Row] = {}
+    for r in rows:
+        if not _probe(r):
+            key = r.base or r.label
+            if key not in newest or (r.newest, r.label) > (newest[key].newest, newest[key].label):
+                newest[key] = r
+    kept = []
+    for r in rows:
+        if _probe(r):
+            r.why = "probe: " + ", ".join(sorted({w.removesuffix(".toml").rsplit("/", 1)[-1] for text in r.suites + r.commands
+                                                  for w in text.split() if PROBE_MARK in w}))
+        elif newest[r.base or r.label] is not r:
+            r.why = f"earlier record of {r.base or r.label} (newer: {newest[r.base or r.label].label})"
+        else:
+            kept.append(r)
+    return kept
+
+
+SAME_RANK_P = 0.05
+"""Rows whose Welch p against the next row is this or more share a rank: the test cannot order them (ours)."""
+
+
+def shared_ranks(rows: list[Row]) -> None:
+    """Competition ranks over rows sorted best first: a row whose upper neighbour's p_next is SAME_RANK_P or more
+    (or undefined with equal means) takes that neighbour's rank; any other row takes its position."""
+    for i, r in enumerate(rows):
+        upper = rows[i - 1] if i else None
+        tied = upper is not None and ((upper.p_next is not None and upper.p_next >= SAME_RANK_P)
+                                      or (upper.p_next is None and upper.mean == r.mean))
+        r.rank = upper.rank if tied else i + 1
+
+
 def build_tables(store: Store) -> list[Table]:
     """Rows come from the distillation records (one label each), scores from the evaluations of their set:
     two recipes that make the same set (e.g. herding and k-center both start at the point nearest the class
@@ -122,7 +186,11 @@ def build_tables(store: Store) -> list[Table]:
                 key = ev.get("teacher_key") or ""
                 row = rows.setdefault((d["label"], _variant(d), key),
                                       Row(d["label"], d["family"], teacher=_teacher_words(ev), teacher_key=key,
-                                          base=d["label"]))
+                                          base=d["label"], method=str(d.get("method", "")),
+                                          flip=bool(d.get("recipe", {}).get("config", {}).get("flip"))))
+            row.suites.append(str(d.get("suite", "")))
+            row.commands += [str(d.get("command", "")), str(ev.get("command", ""))]
+            row.newest = max(row.newest, str(ev.get("created_utc", "")))   # the score: rows may share one set
             row.accuracies += ev["report"]["results"][0]["accuracies"]   # the protocol's own architecture
             row.seeds.append(d["seed"])
             if d.get("distill_seconds") is not None:
@@ -145,10 +213,13 @@ def build_tables(store: Store) -> list[Table]:
                     tell.append(f"teacher {teacher[:6] or 'none'}")
                 if tell:
                     row.label = f"{label} [{', '.join(tell)}]"
-            rows = sorted(keyed.values(), key=lambda r: (-r.mean, r.label))
+            everything = sorted(keyed.values(), key=lambda r: (-r.mean, r.label))
+            rows = of_record(everything)
             for upper, lower in zip(rows, rows[1:]):
                 upper.p_next, upper.next_label = welch(upper.accuracies, lower.accuracies), lower.label
-            tables.append(Table(head[0], ipc, head[1], head[2], head[3], head[4], rows, group["whole"]))
+            shared_ranks(rows)
+            appendix = [r for r in everything if r.why]
+            tables.append(Table(head[0], ipc, head[1], head[2], head[3], head[4], rows, group["whole"], appendix))
     return tables
 
 
@@ -170,4 +241,5 @@ def plot_name(kind: str, t: Table, ipc: bool) -> str:
     return f"{base}-ipc{t.ipc}.png" if ipc else f"{base}.png"
 
 
-__all__ = ["FAMILIES", "Row", "Table", "build_tables", "grid_name", "mean_seconds", "plot_name", "welch"]
+__all__ = ["FAMILIES", "PROBE_MARK", "SAME_RANK_P", "Row", "Table", "build_tables", "grid_name", "mean_seconds",
+           "of_record", "plot_name", "shared_ranks", "welch"]
