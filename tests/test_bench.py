@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +405,7 @@ def test_soft_label_and_zca_cells_end_to_end(tmp_path, fake_fmnist_root, monkeyp
     again = run_suite(first, store, **kwargs)
     assert not again.made and not again.scored
 
+    time.sleep(1.1)  # "newer" compares created_utc, which has one-second resolution (tables.of_record)
     second = run_suite(suite("other", 1), store, only=["random"], **kwargs)   # builds the other committee first
     assert not second.made and second.scored == ["random IPC 1 seed 0 under kd-tiny"]
     tables = build_tables(store)
