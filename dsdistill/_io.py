@@ -193,6 +193,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def file_part(text: str) -> str:
+    """A name as one file-name component: kept as it is when harmless (so the names already on disk stay), else
+    its unsafe characters replaced and a hash of the original appended, so that a name such as
+    imagefolder:../../x never climbs out of its folder and two names never meet in one file."""
+    safe = re.sub(r"[^A-Za-z0-9._+=-]", "_", text)
+    if safe == text and text.strip("."):
+        return text
+    return f"{safe.strip('.') or '_'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 def _first_file(folder: Path) -> Path:
     """The nearest ancestor of `folder` (itself included) that exists but is not a folder."""
     for place in (folder, *folder.parents):

@@ -132,3 +132,13 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_json(target, {"a": 1})
     assert target.read_text().strip().startswith("{") and len(list(tmp_path.iterdir())) == 1
+
+
+def test_file_part_keeps_harmless_names_and_confines_the_rest():
+    from dsdistill._io import file_part
+    assert [file_part(n) for n in ("fashion-mnist", "dm.fmnist-cpu+flip=true-ipc1-s0")] == \
+        ["fashion-mnist", "dm.fmnist-cpu+flip=true-ipc1-s0"]
+    for name in ("..", ".", "a/../../b", "imagefolder:/data/x"):
+        part = file_part(name)
+        assert "/" not in part and part.strip(".") and part != name
+    assert file_part("a/b") != file_part("a_b")

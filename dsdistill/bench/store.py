@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import platform
 import time
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from typing import Any, Iterator
 import torch
 
 from .._version import __version__
-from .._io import exclusive_path, write_json
+from .._io import exclusive_path, file_part, write_json
 from .._provenance import hardware, peak_memory, reset_peak_memory, utc_now
 from ..errors import ConfigError
 
@@ -93,12 +92,6 @@ def read_record(path: Path, kind: str) -> dict[str, Any]:
         raise ConfigError(f"store record {path} lacks {', '.join(missing)}; it was not written by `dsdistill bench`: "
                           f"restore it (git checkout -- {path}) or delete it")
     return record
-
-
-def safe_component(name: str) -> str:
-    """A name turned into one harmless path component: separators and dots-only names cannot climb out."""
-    cleaned = re.sub(r"[^A-Za-z0-9._+=-]", "_", str(name))
-    return cleaned if cleaned.strip(".") else cleaned.replace(".", "_") or "_"
 
 
 def confined(root: Path, *parts: str) -> Path:
@@ -165,7 +158,7 @@ class Store:
     def set_file(self, dataset: str, stem: str) -> Path:
         """Where a cell's set file lives: sets/<dataset>/<stem>.h5, confined to the store whatever the names hold
         (a dataset name such as imagefolder:../../x is a name here, never a path)."""
-        return confined(self.root / "sets", safe_component(dataset), safe_component(stem) + ".h5")
+        return confined(self.root / "sets", file_part(dataset), file_part(stem) + ".h5")
 
 
 def open_store(root: str | os.PathLike | None = None, *, existing: bool = False) -> Store:

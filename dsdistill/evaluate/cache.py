@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
+from .._io import file_part
 from ..synset import SyntheticSet
 
 CACHE_ENV = "DSDISTILL_CACHE"
@@ -28,20 +28,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsdistill"
 
 
-def _file_part(text: str) -> str:
-    """A name as one file-name component: kept as it is when harmless (the names earlier versions wrote), else its
-    unsafe characters replaced and a hash of the original appended (imagefolder:../x never climbs out)."""
-    safe = re.sub(r"[^A-Za-z0-9._+=-]", "_", text)
-    if safe == text and text.strip("."):
-        return text
-    return f"{safe.strip('.') or '_'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-
-
 def whole_cache(dataset: str, protocol_hash: str, archs: Sequence[str], teacher: str | None = None) -> Path:
     """Where the whole training set's score under a protocol and architectures is cached. A teacher (soft-label
     protocols) joins the name, hashed, so two teachers never share a score; without one the name is the one
     earlier versions wrote, so their cached scores are still found."""
-    name = f"{_file_part(dataset)}-{protocol_hash}-{_file_part('+'.join(archs))}"
+    name = f"{file_part(dataset)}-{protocol_hash}-{file_part('+'.join(archs))}"
     if teacher is not None:
         name += f"-teacher-{hashlib.sha256(str(teacher).encode()).hexdigest()[:12]}"
     return cache_dir() / "whole" / f"{name}.json"
