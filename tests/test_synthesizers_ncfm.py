@@ -183,3 +183,79 @@ def test_bad_options_are_one_line_errors(tiny_real, bad, message):
 def test_pool_extractor_without_a_pool_names_the_command(tiny_real):
     with pytest.raises(ConfigError, match="dsdistill pool --dataset fashion-mnist"):
         create_synthesizer("ncfm", width=8).fit(tiny_real, 1, budget=Budget(iterations=1))
+
+
+def _class_loss(synth, state, real, net, c, seed=0, it=0):
+    """Class c's CF loss at the current images, from the method's pieces (its inputs, extractor, frequencies)."""
+    real_batch, syn_batch = synth.class_inputs(state, real, c, it, seed)
+    with torch.no_grad():
+        real_emb = net.features_and_embed(real_batch)[1]
+    syn_emb = net.features_and_embed(syn_batch)[1]
+    freqs = synth.frequencies(state, c, real_emb.shape[-1], seed, it)
+    return cf_discrepancy(real_emb[None], syn_emb[None], freqs[None], synth.config.alpha, synth.config.scale)
+
+
+def test_per_class_image_steps_are_sequential_adamw_steps_by_hand(tiny_real):
+    """image_step=per-class (the code): one AdamW step per class on the whole image tensor, each class's loss taken
+    at the images the previous class's step left; written out by hand. The summed step moves pixels differently."""
+    lr, wd, b1, b2, eps = 1e-2, 5e-4, 0.9, 0.999, 1e-8
+    synth = ncfm(image_step="per-class", lr_img=lr, class_batching="per-class")
+    state = synth.start(tiny_real, 1, 0)
+    x0 = state.images.detach().clone()
+    net, _ = synth.extractor(state, tiny_real, 0, 0)
+    x, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
+    for t, c in enumerate(tiny_real.class_ids, start=1):
+        leaf = x.clone().requires_grad_(True)
+        hand = synth.start(tiny_real, 1, 0)
+        hand.images = leaf
+        (g,) = torch.autograd.grad(_class_loss(synth, hand, tiny_real, net, c), leaf)
+        x = x * (1 - lr * wd)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        x = x - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+    synth.step(state, tiny_real, 0, 0)
+    assert torch.allclose(state.images.detach(), x.clamp(0, 1), atol=1e-6)
+    summed = ncfm(lr_img=lr, class_batching="per-class")
+    other = summed.start(tiny_real, 1, 0)
+    summed.step(other, tiny_real, 0, 0)
+    travel = lambda s: (s.images.detach() - x0).abs().sum().item()
+    assert not torch.allclose(state.images, other.images, atol=1e-3)
+    assert travel(state) > 1.2 * travel(other)   # K Adam steps against one (1.5x here, the [0, 1] clamp caps it)
+
+
+def test_per_class_image_steps_in_calibration_step_once_per_class(tiny_real, monkeypatch):
+    synth = ncfm(image_step="per-class")
+    state = synth.start(tiny_real, 1, 0)
+    state.context["pool"] = type("Pool", (), {"trained_state": lambda self, i: state.context["net"].state_dict()})()
+    steps = []
+    monkeypatch.setattr(state.optimizer, "step", lambda *a, **k: steps.append(1))
+    synth.calibrate(state, tiny_real, 0, 0, 0)
+    assert len(steps) == tiny_real.num_classes
+
+
+def test_per_class_image_steps_refuse_a_joint_pass_and_sharding(tiny_real):
+    with pytest.raises(ConfigError, match="image_step=per-class"):
+        ncfm(image_step="per-class", class_batching="joint").fit(tiny_real, 1, budget=Budget(iterations=1))
+    with pytest.raises(ConfigError, match="image_step must be one of"):
+        ncfm(image_step="sometimes").fit(tiny_real, 1, budget=Budget(iterations=1))
+    assert "image_step=per-iteration" in ncfm(image_step="per-class").shard_problem(tiny_real)
+    assert ncfm().shard_problem(tiny_real) is None
+    assert create_synthesizer("ncfm.official").config.image_step == "per-class"
+    assert create_synthesizer("ncfm.official-steps").config.image_step == "per-class"
+
+
+def test_learned_sampler_is_one_algorithm_under_joint_and_per_class_batching(tiny_real):
+    """Class k draws its frequencies after psi's ascents for classes 0..k in both batchings (joint used to run
+    every ascent first): with instance norm the two are the same function, so the images agree to rounding."""
+    sets = [ncfm(sampler="learned", num_freqs=32, sampler_tile=8, sampler_lr=0.05, norm="instance",
+                 class_batching=mode).fit(tiny_real, 1, seed=0, budget=Budget(iterations=3))
+            for mode in ("joint", "per-class")]
+    assert torch.allclose(sets[0].images, sets[1].images, atol=1e-5)
+
+
+def test_later_options_at_their_old_value_keep_the_recipe_keys():
+    from dsdistill.bench.suite import recipe, recipe_key
+    from dataclasses import asdict
+    plain = asdict(create_synthesizer("ncfm").config)
+    assert "image_step" not in recipe("d", "ncfm", plain, 1, 0, None)["config"]
+    stepped = asdict(create_synthesizer("ncfm", image_step="per-class").config)
+    assert recipe_key(recipe("d", "ncfm", stepped, 1, 0, None)) != recipe_key(recipe("d", "ncfm", plain, 1, 0, None))

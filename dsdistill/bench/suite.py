@@ -30,7 +30,7 @@ from .prerequisites import Build, parse_command
 from ..errors import ConfigError
 from ..evaluate import get_protocol
 from ..synthesizers import Budget, Built, Method, build, resolve_method
-from ..synthesizers.base import _OPERATIONAL
+from ..synthesizers.base import keyed_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,7 +118,7 @@ def recipe(dataset: str, method: str, config: dict[str, Any], ipc: int, seed: in
            budget: dict[str, Any] | None, zca: bool = False) -> dict[str, Any]:
     """The distillation recipe: how often a run checkpoints or logs is not part of it. ZCA whitening enters only
     when on, so the keys of every record made before it existed stay valid."""
-    config = {k: v for k, v in config.items() if k not in _OPERATIONAL}
+    config = keyed_config(config)
     r = {"dataset": dataset, "method": method, "config": config, "ipc": ipc, "seed": seed, "budget": budget}
     return {**r, "zca": True} if zca else r
 

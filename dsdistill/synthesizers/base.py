@@ -90,6 +90,17 @@ class State:
 _OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points",
                 "joint_memory_gb"}  # how a joint pass is chunked in memory: the same function (synthesizers/joint.py)
 
+# options added after records were stored, with the value that gives the bytes of before: at that value they stay
+# out of a recipe and a checkpoint identity, so the keys of every record made before them stay valid (as zca does)
+_ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0}
+
+
+def keyed_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields that decide a run's bytes and name it: not the operational ones, not later additions
+    at their old behaviour."""
+    return {k: v for k, v in config.items()
+            if k not in _OPERATIONAL and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; the state was checkpointed."""
@@ -188,7 +199,7 @@ class Synthesizer(Method):
 
     def _identity(self, real: RealData, ipc: int, seed: int, world: World) -> dict[str, Any]:
         """What must match for a checkpoint to continue this run (how often we save does not)."""
-        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _OPERATIONAL}
+        config = keyed_config(dataclasses.asdict(self.config))
         identity = {"method": self.name, "config": config, "dataset": real.name,
                     "ipc": ipc, "seed": seed, "zca": real.zca is not None}
         if world.sharded:

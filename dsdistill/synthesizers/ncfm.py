@@ -26,6 +26,13 @@ Paper vs code, default first:
 | calibrate     | off (paper Table 5, "not essential") | on (code default; preset ncfm.official)|
 | batch_real    | 1024 random per class (code's size) | the code's fixed first 1024            |
 | iterations    | 20000 (code, every config)          |                                        |
+| image_step    | per-iteration (ours, the stored records) | per-class (code; presets ncfm.official, ncfm.official-steps) |
+
+`image_step`: the code steps its image optimiser once per class, inside the class loop (zero_grad, backward,
+step on the one shared image tensor), in the match pass and in the calibration pass; ours (the default for now,
+so the stored records stay valid) takes one step per pass on the summed loss. With Adam the two differ: each
+class step also moves every other class's pixels by the moments and the weight decay, and the bias correction
+counts K steps per iteration. Issue 19 wants per-class as the default once the NCFM cells are rerun.
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ from .registry import register
 from .sharding import on_host, sum_in_order
 
 PROVIDERS = ("gaussian", "learned")
+IMAGE_STEPS = ("per-iteration", "per-class")
 EXTRACTORS = ("pool", "random")
 
 
@@ -81,6 +89,9 @@ class NCFMConfig(DMConfig):
     pool: str = ""                    # the directory `dsdistill pool` wrote
     calibrate: bool = False           # cross-entropy step on the trained pool model after matching (code: on)
     calib_weight: float = 1.0         # code
+    image_step: str = "per-iteration"  # ours: one image step per pass on the summed loss (the stored records);
+                                      # per-class: the code's step per class, match and calibration alike (one
+                                      # switch: both passes step the same optimiser in the code's loop)
 
 
 class FrequencySampler(nn.Module):
@@ -104,7 +115,9 @@ class NCFM(DM):
     PRESETS = {
         "paper": {"iterations": 20000},
         "learned": {"iterations": 20000, "sampler": "learned", "num_freqs": 1024},
-        "official": {"iterations": 20000, "calibrate": True},
+        "official": {"iterations": 20000, "calibrate": True, "image_step": "per-class"},
+        # the code's loop with the paper's (non-calibrating) objective: per-class image steps
+        "official-steps": {"iterations": 20000, "image_step": "per-class"},
         # ours, for 2 CPU cores: DM's CPU budget (400 iterations, 64 real images per class), the
         # paper's 1024 frequencies and no multi-formation: a factor-2 set trains 4x the images, so
         # its dc evaluation takes 4x as long (about 100 minutes at IPC 10 on 2 cores), and with
@@ -138,6 +151,12 @@ class NCFM(DM):
         if cfg.sampler == "learned" and cfg.num_freqs < cfg.sampler_tile:
             raise ConfigError(f"ncfm learned sampler: num_freqs ({cfg.num_freqs}) must be at least sampler_tile "
                               f"({cfg.sampler_tile})")
+        if cfg.image_step not in IMAGE_STEPS:
+            raise ConfigError(f"ncfm image_step must be one of {', '.join(IMAGE_STEPS)}, got {cfg.image_step!r}")
+        if cfg.image_step == "per-class" and cfg.class_batching == "joint":
+            raise ConfigError("ncfm image_step=per-class steps the images after each class, so a joint pass would "
+                              "forward classes an earlier step of the same pass changed: use class_batching=per-class "
+                              "or auto (which then matches one class at a time)")
         if cfg.calibrate and cfg.extractor != "pool":
             raise ConfigError("ncfm calibrate needs the trained pool model: set extractor=pool and pool=DIR")
 
@@ -271,28 +290,19 @@ class NCFM(DM):
         if problem is None and self.config.sampler == "learned":
             problem = ("ncfm's learned sampler is one network trained on every class in turn, which couples the "
                        "classes: split across processes only with sampler=gaussian, or run in one process")
+        if problem is None and self.config.image_step == "per-class":
+            problem = ("ncfm's per-class image steps step one optimiser over every class's images, whose moments and "
+                       "weight decay move each class's pixels at every other class's step, which couples the classes: "
+                       "split across processes only with image_step=per-iteration, or run in one process")
         return problem
 
     def step(self, state: State, real: RealData, it: int, seed: int) -> dict[str, Any]:
         cfg = self.config
         net, index = self.extractor(state, real, seed, it)
         classes = state.served(real.num_classes)
-        inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
         ascend_now = cfg.sampler == "learned" and it % cfg.sampler_every == 0
-        state.optimizer.zero_grad(set_to_none=True)
-        losses, ascents = [], []
-        for group in self.groups(net, state, inputs):
-            with torch.no_grad():
-                real_emb = self._features(net, [inputs[i][0] for i in group]).embedding
-            syn_emb = self._features(net, [inputs[i][1] for i in group]).embedding
-            if ascend_now:
-                ascents += [self.ascend(state, real_emb[j], syn_emb[j], classes[i], seed, it)
-                            for j, i in enumerate(group)]
-            freqs = torch.stack([self.frequencies(state, classes[i], real_emb.shape[-1], seed, it) for i in group])
-            loss = cf_discrepancy(real_emb, syn_emb, freqs, cfg.alpha, cfg.scale)
-            loss.backward()
-            losses.append(loss.detach())
-        state.optimizer.step()
+        match = self._match_each_class if cfg.image_step == "per-class" else self._match_summed
+        losses, ascents = match(state, real, net, classes, ascend_now, seed, it)
         values, _ = on_host(losses + ascents)  # one host synchronisation per iteration
         losses = values[:len(losses)]
         figures: dict[str, Any] = {"loss": sum_in_order(losses), "class_losses": losses}
@@ -304,6 +314,52 @@ class NCFM(DM):
             state.images.clamp_(0, 1)
         return figures
 
+    def _match_summed(self, state: State, real: RealData, net: nn.Module, classes: tuple[int, ...],
+                      ascend_now: bool, seed: int, it: int) -> tuple[list[Tensor], list[Tensor]]:
+        """image_step=per-iteration: every class's loss (in groups, see DM.groups) into one image step."""
+        inputs = [self.class_inputs(state, real, c, it, seed) for c in classes]
+        state.optimizer.zero_grad(set_to_none=True)
+        losses, ascents = [], []
+        for group in self.groups(net, state, inputs):
+            loss, ascended = self._group_loss(state, net, [inputs[i] for i in group], [classes[i] for i in group],
+                                              ascend_now, seed, it)
+            loss.backward()
+            losses.append(loss.detach())
+            ascents += ascended
+        state.optimizer.step()
+        return losses, ascents
+
+    def _match_each_class(self, state: State, real: RealData, net: nn.Module, classes: tuple[int, ...],
+                          ascend_now: bool, seed: int, it: int) -> tuple[list[Tensor], list[Tensor]]:
+        """image_step=per-class, the code's loop: per class zero_grad, backward, step on the one image tensor.
+        A class's inputs are built after the previous class's step (the same random draws: they are keyed)."""
+        losses, ascents = [], []
+        for c in classes:
+            inputs = [self.class_inputs(state, real, c, it, seed)]
+            state.optimizer.zero_grad(set_to_none=True)
+            loss, ascended = self._group_loss(state, net, inputs, [c], ascend_now, seed, it)
+            loss.backward()
+            state.optimizer.step()
+            losses.append(loss.detach())
+            ascents += ascended
+        return losses, ascents
+
+    def _group_loss(self, state: State, net: nn.Module, inputs: list[tuple[Tensor, Tensor]], classes: list[int],
+                    ascend_now: bool, seed: int, it: int) -> tuple[Tensor, list[Tensor]]:
+        """The CF loss of classes matched in one pass, and their ascents. Class by class, psi ascends and THEN
+        that class draws its frequencies, so class k sees psi after the ascents of classes 0..k whether the
+        classes share a pass (joint) or not (per-class): one algorithm under both batchings."""
+        with torch.no_grad():
+            real_emb = self._features(net, [r for r, _ in inputs]).embedding
+        syn_emb = self._features(net, [s for _, s in inputs]).embedding
+        ascents, freqs = [], []
+        for j, c in enumerate(classes):
+            if ascend_now:
+                ascents.append(self.ascend(state, real_emb[j], syn_emb[j], c, seed, it))
+            freqs.append(self.frequencies(state, c, real_emb.shape[-1], seed, it))
+        loss = cf_discrepancy(real_emb, syn_emb, torch.stack(freqs), self.config.alpha, self.config.scale)
+        return loss, ascents
+
     def end_iteration(self, state: State, real: RealData, loss: float) -> None:
         """The code's plateau schedule steps on the mean loss over ALL classes (gathered under torchrun)."""
         state.extra["plateau"].step(loss / real.num_classes)
@@ -313,6 +369,7 @@ class NCFM(DM):
         augmented decoded synthetic images, one more image step."""
         net = state.context["net"]
         net.load_state_dict(state.context["pool"].trained_state(index))
+        each = self.config.image_step == "per-class"
         state.optimizer.zero_grad(set_to_none=True)
         total = state.images.new_zeros(())
         dsa = self.dsa(real)
@@ -321,9 +378,16 @@ class NCFM(DM):
             if dsa is not None:
                 (x,) = dsa.siamese(x, generator=make_generator(seed, "calib-dsa", c, it))
             target = torch.full((len(x),), c, device=x.device)
-            total = total + F.cross_entropy(net(x), target)
-        (self.config.calib_weight * total).backward()
-        state.optimizer.step()
+            loss = F.cross_entropy(net(x), target)
+            if each:  # the code: one image step per class
+                (self.config.calib_weight * loss).backward()
+                state.optimizer.step()
+                state.optimizer.zero_grad(set_to_none=True)
+                loss = loss.detach()
+            total = total + loss
+        if not each:
+            (self.config.calib_weight * total).backward()
+            state.optimizer.step()
         return total.item()
 
     # ---- export: stored images in the dataset's space, with the decoder named
