@@ -95,9 +95,9 @@ def test_intermediate_matching_reads_the_middle_iterate(mtt, monkeypatch):
     seen = {}
     original = module.trajectory_gradient
 
-    def spy(mode, theta0, images, lr, steps, step_loss, outer, reads=(), segment=0):
+    def spy(mode, theta0, images, lr, steps, step_loss, outer, reads=(), segment=0, **kw):
         seen["reads"] = reads
-        return original(mode, theta0, images, lr, steps, step_loss, outer, reads=reads, segment=segment)
+        return original(mode, theta0, images, lr, steps, step_loss, outer, reads=reads, segment=segment, **kw)
 
     monkeypatch.setattr(module, "trajectory_gradient", spy)
     real = make_tiny_real()
@@ -131,3 +131,27 @@ def test_ast_preset_runs(mtt):
                  gradient="exact-constant-memory").fit(make_tiny_real(), 1, budget=Budget(iterations=2))
     synset.validate()
     assert synset.lr > 0
+
+
+def test_student_momentum_reaches_the_unroll_and_needs_it(mtt, monkeypatch):
+    import dsdistill.synthesizers.mtt as module
+    seen = {}
+    original = module.trajectory_gradient
+
+    def spy(*args, **kw):
+        seen["momentum"] = kw.get("momentum")
+        return original(*args, **kw)
+
+    monkeypatch.setattr(module, "trajectory_gradient", spy)
+    real = make_tiny_real()
+    synth = mtt(student_momentum=0.9)
+    a = synth.step(_state(synth, real), real, 0, 0)["loss"]
+    assert seen["momentum"] == 0.9
+    plain = mtt()
+    assert a != plain.step(_state(plain, real), real, 0, 0)["loss"]
+    for bad, message in (({"student_momentum": 0.9, "gradient": "first-order"}, "needs gradient=unroll"),
+                         ({"student_momentum": 1.0}, r"in \[0, 1\)")):
+        with pytest.raises(ConfigError, match=message):
+            mtt(**bad).fit(real, 1, budget=Budget(iterations=1))
+    assert create_synthesizer("mtt.ast-momentum").config.student_momentum == 0.9
+    assert create_synthesizer("mtt.ast").config.student_momentum == 0.0   # mtt.ast keeps its meaning

@@ -106,3 +106,27 @@ def test_bad_mode_and_reads(case):
         run(case, "bptt")
     with pytest.raises(ConfigError, match="iterates 0..6"):
         run(case, "unroll", reads=(9,))
+
+
+def test_student_momentum_is_the_heavy_ball_unroll_by_hand(case):
+    """AST's inner loop, two steps written out: b0 = g0, theta1 = theta0 - lr*b0, b1 = mu*b0 + g1,
+    theta2 = theta1 - lr*b1; the final iterate and the image gradient follow it, and mu = 0 is plain SGD."""
+    flat, theta0, target, images, step_loss = case
+    lr, mu = 0.3, 0.9
+    lr_t = torch.tensor(lr, dtype=torch.float64, requires_grad=True)
+    outer = lambda it: parameter_distance(it[2], theta0, target)
+    got = trajectory_gradient("unroll", theta0, images, lr_t, 2, step_loss, outer, momentum=mu)
+    t0 = theta0.clone().requires_grad_(True)
+    g0 = torch.autograd.grad(step_loss(0, t0, images), t0, create_graph=True)[0]
+    t1 = t0 - lr * g0
+    g1 = torch.autograd.grad(step_loss(1, t1, images), t1, create_graph=True)[0]
+    t2 = t1 - lr * (mu * g0 + g1)
+    hand = parameter_distance(t2, theta0, target)
+    assert torch.allclose(got.final, t2.detach(), rtol=0, atol=1e-12)
+    assert torch.allclose(got.grad_images, torch.autograd.grad(hand, images)[0], rtol=1e-10, atol=1e-12)
+    plain = trajectory_gradient("unroll", theta0, images, lr_t, 2, step_loss, outer)
+    assert not torch.allclose(plain.final, got.final)
+    assert torch.equal(plain.final, trajectory_gradient("unroll", theta0, images, lr_t, 2, step_loss, outer,
+                                                        momentum=0.0).final)
+    with pytest.raises(ConfigError, match="gradient=unroll"):
+        trajectory_gradient("exact-constant-memory", theta0, images, lr_t, 2, step_loss, outer, momentum=mu)

@@ -75,6 +75,7 @@ class MTTConfig(SynthConfig):
     balance_loss: bool = False      # AST --balance_loss
     intermediate: str = "none"      # AST --agg_middle_loss (agg) / --adaptive_middle_loss (adaptive)
     weight_perturb: float = 0.0     # AST --weight_perturb with its alpha_p = 1 (0 = off)
+    student_momentum: float = 0.0   # inner-loop heavy-ball momentum: MTT 0 (plain SGD); AST's --mom 0.9 (unroll only)
 
 
 class LearnedLR(nn.Module):
@@ -153,6 +154,10 @@ class MTT(Synthesizer):
         # intermediate matching, balanced loss)
         "ast": {"iterations": 5000, "init": "representative", "balance_loss": True, "intermediate": "agg",
                 "weight_perturb": 1.0},
+        # the same with AST's inner-loop momentum 0.9 (its --mom default), a preset of its own so `mtt.ast` keeps
+        # its meaning; meant for AST's momentum experts (with MTT's plain-SGD experts AST says mu = 0)
+        "ast-momentum": {"iterations": 5000, "init": "representative", "balance_loss": True, "intermediate": "agg",
+                         "weight_perturb": 1.0, "student_momentum": 0.9},
         # ours, for 2 CPU cores with the default CPU experts (`dsdistill experts`: 20 epochs of a width-32
         # ConvNet): starts in the first half of the trajectory, 10 inner steps; not tuned
         "fmnist-cpu": {"iterations": 300, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 10,
@@ -178,6 +183,10 @@ class MTT(Synthesizer):
             raise ConfigError(f"mtt intermediate must be one of {', '.join(INTERMEDIATE)}, got {cfg.intermediate!r}")
         if cfg.syn_steps < 1 or cfg.batch_syn < 0 or cfg.segment < 0 or cfg.weight_perturb < 0:
             raise ConfigError("mtt needs syn_steps >= 1, batch_syn >= 0, segment >= 0 and weight_perturb >= 0")
+        if not 0 <= cfg.student_momentum < 1:
+            raise ConfigError(f"mtt student_momentum must be in [0, 1), got {cfg.student_momentum}")
+        if cfg.student_momentum and cfg.gradient != "unroll":
+            raise ConfigError("mtt student_momentum needs gradient=unroll (the adjoint modes have no velocity adjoint)")
         if cfg.lr_teacher <= 0:
             raise ConfigError(f"mtt lr_teacher (the step size's start) must be positive, got {cfg.lr_teacher}")
         if cfg.intermediate != "none" and cfg.syn_steps < cfg.expert_epochs:
@@ -272,7 +281,7 @@ class MTT(Synthesizer):
 
         lr = state.extra["lr"].value
         result = trajectory_gradient(cfg.gradient, theta0, state.images, lr, cfg.syn_steps, step_loss, outer,
-                                     reads=tuple(targets), segment=cfg.segment)
+                                     reads=tuple(targets), segment=cfg.segment, momentum=cfg.student_momentum)
         state.optimizer.zero_grad(set_to_none=True)
         state.extra["lr_optimizer"].zero_grad(set_to_none=True)
         state.images.grad = result.grad_images

@@ -95,12 +95,16 @@ def _grad(step_loss: StepLoss, i: int, theta: Tensor, images: Tensor, create_gra
 
 
 def unroll(theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: StepLoss, outer: OuterLoss,
-           reads: tuple[int, ...]) -> Trajectory:
-    """Plain autograd through all `steps` SGD steps (the MTT reference)."""
+           reads: tuple[int, ...], momentum: float = 0.0) -> Trajectory:
+    """Plain autograd through all `steps` SGD steps (the MTT reference). With `momentum` mu, AST's heavy ball
+    without dampening: b_0 = g_0, b_i = mu * b_{i-1} + g_i, theta_{i+1} = theta_i - lr * b_i."""
     theta = theta0.detach().requires_grad_(True)
     iterates: dict[int, Tensor] = {0: theta} if 0 in reads else {}
+    velocity: Tensor | None = None
     for i in range(steps):
-        theta = theta - lr * _grad(step_loss, i, theta, images, create_graph=True)
+        g = _grad(step_loss, i, theta, images, create_graph=True)
+        velocity = g if velocity is None or not momentum else momentum * velocity + g
+        theta = theta - lr * velocity
         if i + 1 in reads:
             iterates[i + 1] = theta
     loss = outer(iterates)
@@ -174,18 +178,22 @@ def adjoint(theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: S
 
 
 def trajectory_gradient(mode: str, theta0: Tensor, images: Tensor, lr: Tensor, steps: int, step_loss: StepLoss,
-                        outer: OuterLoss, reads: tuple[int, ...] = (), segment: int = 0) -> Trajectory:
+                        outer: OuterLoss, reads: tuple[int, ...] = (), segment: int = 0,
+                        momentum: float = 0.0) -> Trajectory:
     """Run `steps` student steps from theta0 and return L with dL/dimages and dL/dlr by `mode`.
 
     `reads` lists the iterates the outer loss looks at besides theta_N (always read), e.g. (10,) for an
-    intermediate match after 10 steps. `images` and `lr` must require grad; theta0 must not.
+    intermediate match after 10 steps. `images` and `lr` must require grad; theta0 must not. `momentum`: the
+    student's inner-loop momentum (AST), unroll only: the adjoint modes would need a velocity adjoint.
     """
     _check(mode, steps, segment)
+    if momentum and mode != "unroll":
+        raise ConfigError(f"student momentum needs gradient=unroll: the {mode} recursion has no velocity adjoint yet")
     reads = tuple(sorted({*reads, steps}))
     if any(not 0 <= r <= steps for r in reads):
         raise ConfigError(f"the outer loss can read iterates 0..{steps}, got {reads}")
     if mode == "unroll":
-        return unroll(theta0, images, lr, steps, step_loss, outer, reads)
+        return unroll(theta0, images, lr, steps, step_loss, outer, reads, momentum)
     return adjoint(theta0, images, lr, steps, step_loss, outer, reads, exact=mode == "exact-constant-memory",
                    segment=segment)
 
