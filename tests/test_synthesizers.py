@@ -322,3 +322,20 @@ def test_every_module_of_the_package_is_imported_so_a_method_is_one_file():
     assert {"cvdd", "dm", "mtt", "ncfm", "select", "factory"} <= set(names)
     assert all(f"dsdistill.synthesizers.{n}" in sys.modules for n in names)
     assert {cls.__module__ for _, cls in SYNTHESIZERS.items()} <= {f"dsdistill.synthesizers.{n}" for n in names}
+
+
+def test_fyi_dsa_sampler_is_selectable_and_off_by_default(tiny_real):
+    """dsa_sampler=fyi: FYI's draw (a flip always, then one other group) for the DSA methods; `dsa` keeps DSA's."""
+    plain = create_synthesizer("dm", width=8, batch_real=6)
+    fyi = create_synthesizer("dm", width=8, batch_real=6, dsa_sampler="fyi")
+    assert not plain.dsa(tiny_real).config.always_flip and fyi.dsa(tiny_real).config.always_flip
+    assert create_synthesizer("datadam", dsa_sampler="fyi").dsa(tiny_real).config.always_flip
+    ncfm = create_synthesizer("ncfm", augment="flip_color_crop_cutout", dsa_sampler="fyi").dsa(tiny_real)
+    assert ncfm.config.always_flip and ncfm.config.all_groups
+    a = plain.fit(tiny_real, 1, seed=0, budget=Budget(iterations=2))
+    b = fyi.fit(tiny_real, 1, seed=0, budget=Budget(iterations=2))
+    assert a.payload_sha256() != b.payload_sha256()
+    with pytest.raises(ConfigError, match="digit datasets are never flipped"):
+        fyi.dsa(dataclasses.replace(tiny_real, digits=True))
+    with pytest.raises(ConfigError, match="dsa_sampler must be one of"):
+        create_synthesizer("dm", dsa_sampler="sometimes").dsa(tiny_real)

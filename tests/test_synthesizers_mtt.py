@@ -155,3 +155,10 @@ def test_student_momentum_reaches_the_unroll_and_needs_it(mtt, monkeypatch):
             mtt(**bad).fit(real, 1, budget=Budget(iterations=1))
     assert create_synthesizer("mtt.ast-momentum").config.student_momentum == 0.9
     assert create_synthesizer("mtt.ast").config.student_momentum == 0.0   # mtt.ast keeps its meaning
+
+
+def test_fyi_dsa_sampler_reaches_the_student_augmentation(mtt):
+    real = make_tiny_real()
+    a = mtt().fit(real, 1, seed=0, budget=Budget(iterations=1))
+    b = mtt(dsa_sampler="fyi").fit(real, 1, seed=0, budget=Budget(iterations=1))
+    assert a.payload_sha256() != b.payload_sha256()

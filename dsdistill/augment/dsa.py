@@ -226,6 +226,21 @@ class DSA:
         return self.apply(x, self.sample(generator, x.shape[0], (x.shape[-2], x.shape[-1])))
 
 
+# how a Siamese draw picks its groups, by name (a method's `dsa_sampler`): DSA's own (one group of the strategy)
+# or FYI's (cvlab-yonsei/FYI: a random flip always, then one other group); the value is DSAConfig.always_flip
+DSA_SAMPLERS = {"dsa": False, "fyi": True}
+
+
+def always_flip_for(sampler: str, digits: bool) -> bool:
+    """DSAConfig.always_flip for a named sampler; FYI's needs flips, which digit datasets never get."""
+    if sampler not in DSA_SAMPLERS:
+        raise ConfigError(f"dsa_sampler must be one of {', '.join(DSA_SAMPLERS)}, got {sampler!r}")
+    if DSA_SAMPLERS[sampler] and digits:
+        raise ConfigError("dsa_sampler=fyi always flips, and digit datasets are never flipped (DSA's README): "
+                          "use dsa_sampler=dsa")
+    return DSA_SAMPLERS[sampler]
+
+
 def dsa_strategy_for(digits: bool) -> str:
     """DSA's strategy string; the DSA README drops "flip" for digit datasets (MNIST, SVHN)."""
     if not digits:

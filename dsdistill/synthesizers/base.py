@@ -52,6 +52,8 @@ class SynthConfig:
     arch: str = "convnet"           # the network the set is matched against (DC/DM: ConvNet-3)
     norm: str = "instance"          # its normalisation (DM: instance norm)
     dsa: bool = True                # Siamese DSA on real and synthetic batches (DSA/DM)
+    dsa_sampler: str = "dsa"        # how a DSA draw picks its groups: dsa (one group, DSA's code) or fyi (a flip
+                                    # always, then one other group: FYI's code); augment.DSA_SAMPLERS
     checkpoint_minutes: float = 5.0 # ours: save the run state this often (and on SIGINT/SIGTERM)
     checkpoint_every: int = 0       # ours: also every N iterations (0 = time only)
     log_points: int = 500           # ours: the stored loss curve is averaged down to at most this many points
@@ -92,7 +94,7 @@ _OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points",
 
 # options added after records were stored, with the value that gives the bytes of before: at that value they stay
 # out of a recipe and a checkpoint identity, so the keys of every record made before them stay valid (as zca does)
-_ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0}
+_ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0, "dsa_sampler": "dsa"}
 
 
 def keyed_config(config: dict[str, Any]) -> dict[str, Any]:

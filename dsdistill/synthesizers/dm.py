@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .._seed import make_generator, seeded_init
-from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..augment import DSA, DSAConfig, always_flip_for, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
@@ -51,9 +51,9 @@ class Features:
 
 
 @functools.lru_cache(maxsize=None)
-def dsa_for(strategy: str, all_groups: bool = False) -> DSA:
+def dsa_for(strategy: str, all_groups: bool = False, always_flip: bool = False) -> DSA:
     """One DSA per strategy (it holds no state beyond its parsed config), shared rather than kept on a method."""
-    return DSA(DSAConfig(strategy=strategy, all_groups=all_groups))
+    return DSA(DSAConfig(strategy=strategy, all_groups=all_groups, always_flip=always_flip))
 
 
 @register("dm")
@@ -93,7 +93,7 @@ class DM(Synthesizer):
     def dsa(self, real: RealData) -> DSA | None:
         if not self.config.dsa:
             return None
-        return dsa_for(dsa_strategy_for(real.digits))
+        return dsa_for(dsa_strategy_for(real.digits), always_flip=always_flip_for(self.config.dsa_sampler, real.digits))
 
     def class_inputs(self, state: State, real: RealData, c: int, it: int, seed: int) -> tuple[Tensor, Tensor]:
         """The per-class seam: class c's augmented real batch and (viewed) synthetic batch."""

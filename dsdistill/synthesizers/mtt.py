@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._seed import make_generator
-from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..augment import DSA, DSAConfig, always_flip_for, dsa_strategy_for
 from ..data import RealData
 from ..errors import ConfigError, DivergedError
 from ..teachers.experts import load_experts, new_model
@@ -267,7 +267,8 @@ class MTT(Synthesizer):
         chunks = [c.to(device) for c in self._chunks(len(labels), cfg.syn_steps, it, seed)]
         scale = balance_scale(start, cfg.max_start_epoch) if cfg.balance_loss else 1.0
         view = self.view
-        augment = DSA(DSAConfig(strategy=dsa_strategy_for(real.digits))).per_sample if cfg.dsa else None
+        augment = DSA(DSAConfig(strategy=dsa_strategy_for(real.digits),
+                                always_flip=always_flip_for(cfg.dsa_sampler, real.digits))).per_sample if cfg.dsa else None
 
         def step_loss(i: int, theta: Tensor, images: Tensor) -> Tensor:
             x = view(images[chunks[i]])

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._seed import make_generator, seeded_init
-from ..augment import DSA
+from ..augment import DSA, always_flip_for
 from ..data import RealData
 from ..errors import ConfigError
 from ..models import create_model
@@ -227,7 +227,7 @@ class NCFM(DM):
         strategy = self.config.augment
         if real.digits:
             strategy = "_".join(op for op in strategy.split("_") if op != "flip")
-        return dsa_for(strategy, all_groups=True)
+        return dsa_for(strategy, all_groups=True, always_flip=always_flip_for(self.config.dsa_sampler, real.digits))
 
     # ---- one iteration
     def extractor(self, state: State, real: RealData, seed: int, it: int) -> tuple[nn.Module, int]:
