@@ -1,10 +1,12 @@
 """NCFM specifics: the CF discrepancy, the learned sampler's ascent, multi-formation, pixel space.
 Registry-wide behaviour (determinism, resume, flip) is in test_synthesizers.py."""
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
+from dsdistill.bench.suite import recipe, recipe_key
 from dsdistill.errors import ConfigError
 from dsdistill.evaluate import evaluate
 from dsdistill.evaluate.protocols import Protocol
@@ -253,8 +255,6 @@ def test_learned_sampler_is_one_algorithm_under_joint_and_per_class_batching(tin
 
 
 def test_later_options_at_their_old_value_keep_the_recipe_keys():
-    from dsdistill.bench.suite import recipe, recipe_key
-    from dataclasses import asdict
     plain = asdict(create_synthesizer("ncfm").config)
     assert "image_step" not in recipe("d", "ncfm", plain, 1, 0, None)["config"]
     stepped = asdict(create_synthesizer("ncfm", image_step="per-class").config)
