@@ -8,6 +8,7 @@ the ones whose writer is gone without touching a live one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -54,7 +55,7 @@ def sweep_stale_temporaries(target: Path) -> list[Path]:
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:p(\d+)\.)?[^.]+\.tmp$")
     removed = []
     try:
-        candidates = list(target.parent.glob(f".{glob_escape(target.name)}.*.tmp"))
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
     except OSError:
         return removed
     for tmp in candidates:
@@ -70,10 +71,6 @@ def sweep_stale_temporaries(target: Path) -> list[Path]:
         except OSError:
             continue
     return removed
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
