@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ._version import __version__
+from ._interrupt import interrupted
 from ._device import resolve_device
 from ._io import check_output, file_stamp, write_json
 from ._malloc import keep_freed_memory
@@ -758,5 +759,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dsdistill: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dsdistill: interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
