@@ -248,3 +248,21 @@ def test_jitter_roll_gradient_is_a_copy_to_the_bit():
     (roll(x, shifts) * weight).sum().backward()
     expected = torch.stack([torch.roll(w, (-dy, -dx), (-2, -1)) for w, (dy, dx) in zip(weight, shifts.tolist())])
     assert x.grad.numpy().tobytes() == expected.numpy().tobytes()
+
+
+def test_random_crop_flip_is_torchvisions_padded_crop_per_image():
+    """RandomCrop(size, padding=p) + RandomHorizontalFlip, as CV-DD's squeeze trains: each image the window of its
+    zero-padded copy at its own offset, mirrored on its own coin; the same draws without the flip."""
+    from dsdistill.augment.crops import random_crop_flip
+    x, p = _images(16), 3
+    out = random_crop_flip(x, torch.Generator().manual_seed(5), p)
+    replay = torch.Generator().manual_seed(5)
+    shifts = torch.randint(-p, p + 1, (16, 2), generator=replay)
+    coins = torch.rand(16, generator=replay) < 0.5
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    for img, padded_img, (dy, dx), coin in zip(out, padded, shifts.tolist(), coins):
+        window = padded_img[:, p - dy:p - dy + SIZE, p - dx:p - dx + SIZE]
+        assert torch.equal(img, window.flip(-1) if coin else window)
+    assert coins.any() and not coins.all() and (shifts != 0).any()
+    plain = random_crop_flip(x, torch.Generator().manual_seed(5), p, flip=False)
+    assert torch.equal(plain, AF.crop(x, shifts[:, 1], shifts[:, 0]))

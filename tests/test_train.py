@@ -1,4 +1,5 @@
-"""The one training loop (dsdistill.train.loop) and its recipes (dsdistill.train.recipe)."""
+"""The one training loop (dsdistill.train.loop), its recipes (dsdistill.train.recipe) and the real-data trainer's
+choices (dsdistill.train.real)."""
 import copy
 import math
 
@@ -8,8 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsdistill._seed import make_generator
+from dsdistill.augment import DSA, DSAConfig
+from dsdistill.augment.crops import random_crop_flip
+from dsdistill.data import Split
 from dsdistill.errors import ConfigError, UnknownNameError
 from dsdistill.train.loop import Augmentation, Data, batch_order, train_epochs, train_model
+from dsdistill.train.real import RealTrainConfig, make_augment, train_on_real
 from dsdistill.train.recipe import MultiStep, Recipe, SmoothedCosine, smoothed_cosine
 
 
@@ -178,6 +183,48 @@ def test_adamw_decays_only_weight_matrices_and_matches_a_direct_loop():
     assert same(state(model), state(ref))
 
 
+def test_cvdd_squeeze_is_adam_with_l2_and_cosine_annealing():
+    """The real-data trainer's "adam" + "cosine" (CV-DD squeeze.py): torch.optim.Adam with weight_decay and
+    CosineAnnealingLR(T_max=epochs) stepped per epoch, the same weights as that loop."""
+    images, labels = blobs()
+    config = RealTrainConfig(optimizer="adam", lr=0.01, weight_decay=1e-2, batch_size=8, schedule="cosine",
+                             dsa=False, cutmix_prob=0.0)
+    model, ref = nn.Sequential(nn.Flatten(), new_model()), new_model()
+    train_on_real(model, Split.from_tensors(images.view(-1, 4, 1, 1), labels, 3), config, 0, 3)
+    direct = torch.optim.Adam(ref.parameters(), lr=0.01, weight_decay=1e-2)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(direct, T_max=3)
+    for epoch in range(3):
+        order = torch.randperm(len(images), generator=make_generator(0, "pretrain-order", epoch))
+        for idx in order.split(8):
+            direct.zero_grad(set_to_none=True)
+            F.cross_entropy(ref(images[idx]), labels[idx]).backward()
+            direct.step()
+        annealing.step()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(state(model[1]).values(), state(ref).values()))
+
+
+def test_crop_flip_comes_before_dsa_and_never_flips_digits():
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    crop_only = make_augment(RealTrainConfig(crop_flip=2, dsa=False), digits=True)
+    assert torch.equal(crop_only(x, torch.Generator().manual_seed(1)),
+                       random_crop_flip(x, torch.Generator().manual_seed(1), 2, flip=False))
+    both = make_augment(RealTrainConfig(crop_flip=2), digits=False)
+    gen = torch.Generator().manual_seed(1)
+    expected = DSA(DSAConfig(strategy="color_crop")).per_sample(random_crop_flip(x, gen, 2), gen)
+    assert torch.equal(both(x, torch.Generator().manual_seed(1)), expected)
+    assert make_augment(RealTrainConfig(dsa=False), digits=False) is None
+
+
+def test_real_train_options_added_later_stay_out_of_a_folders_identity():
+    before = RealTrainConfig().identity()
+    assert not {"optimizer", "schedule", "crop_flip"} & set(before)
+    assert RealTrainConfig(schedule="cosine", crop_flip=4).identity() == {**before, "schedule": "cosine", "crop_flip": 4}
+    with pytest.raises(ConfigError, match="schedule must be one of"):
+        RealTrainConfig(schedule="step")
+    with pytest.raises(ConfigError, match="crop_flip"):
+        RealTrainConfig(crop_flip=-1)
+
+
 def test_accumulation_splits_each_batch_and_averages_the_micro_losses():
     images, labels = blobs()
     seen = []
@@ -242,6 +289,6 @@ def test_bad_recipes_are_user_errors():
         Recipe(lr=0.0, batch_size=8)
     with pytest.raises(ConfigError):
         Recipe(lr=0.1, batch_size=8, accumulation=0)
-    with pytest.raises(UnknownNameError, match="valid: adamw, sgd"):
-        Recipe(lr=0.1, batch_size=8, optimizer="adam")
+    with pytest.raises(UnknownNameError, match="valid: adam, adamw, sgd"):
+        Recipe(lr=0.1, batch_size=8, optimizer="lamb")
     assert math.isclose(MultiStep().lr(0.3, 100, 100), 0.3)

@@ -1,4 +1,5 @@
-"""Per-sample random-resized-crop + horizontal flip, and per-sample jitter, with explicit generators.
+"""Per-sample random-resized-crop + horizontal flip, per-sample jitter, and torchvision's RandomCrop(padding) +
+flip, with explicit generators.
 
 Every random op draws its parameters first (`sample_crops`, `jitter_shifts`: only from the generator passed in)
 and applies them after (`resized_crop`, `roll`: pure functions of the batch and the draws), as
@@ -20,6 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .functional import crop, flip as flip_where
 
 RRC_SCALE = (0.08, 1.0)     # torchvision RandomResizedCrop default, used by CV-DD recover/relabel/post-eval
 RRC_RATIO = (3 / 4, 4 / 3)  # torchvision default, CV-DD
@@ -100,3 +103,13 @@ def jitter(x: Tensor, generator: torch.Generator, limit: int) -> Tensor:
     if limit <= 0:
         return x
     return roll(x, jitter_shifts(x.shape[0], limit, generator))
+
+
+def random_crop_flip(x: Tensor, generator: torch.Generator, padding: int, *, flip: bool = True) -> Tensor:
+    """torchvision RandomCrop(size, padding) + RandomHorizontalFlip(0.5), each image its own draw: a crop of the
+    zero-padded image at offset (i, j) ~ U{0..2p}^2 is the image shifted by (p - i, p - j) with zeros let in
+    (functional.crop), then a coin per image. The shifts and the coins are drawn even with flip=False (digits)."""
+    shifts = torch.randint(-padding, padding + 1, (x.shape[0], 2), generator=generator)
+    coins = torch.rand(x.shape[0], generator=generator) < 0.5
+    x = crop(x, shifts[:, 1], shifts[:, 0])
+    return flip_where(x, coins) if flip else x

@@ -162,7 +162,7 @@ def _file_sha256(path: Path) -> str | None:
 
 def _header_identity(real: RealData, seed: int, holdout: int, config: RealTrainConfig) -> dict[str, Any]:
     ident = {"dataset": real.name, "zca": real.zca is not None, "seed": seed, "holdout": holdout,
-             "train_config": dataclasses.asdict(config)}
+             "train_config": config.identity()}
     return json.loads(json.dumps(ident))
 
 

@@ -15,7 +15,6 @@ rewritten after each model.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ def _identity(real: RealData, arch: str, options: Mapping[str, Any], epochs: int
     ident: dict[str, Any] = {"dataset": real.name, "zca": real.zca is not None, "arch": arch,
                              "model_options": dict(options)}
     if epochs is not None:
-        ident.update(epochs=epochs, seed=seed, train_config=dataclasses.asdict(config))
+        ident.update(epochs=epochs, seed=seed, train_config=config.identity())
     return json.loads(json.dumps(ident))
 
 

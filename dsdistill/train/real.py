@@ -1,27 +1,43 @@
 """Train one model on the real training set with NCFM's recipe: NCFM's pool and CV-DD's committee need it.
 
-The recipe follows NCFM's official pretrain/pretrain_script.py (utils/train_val.py train_epoch): SGD, MultiStepLR,
-per-sample DSA and CutMix. Unlike the official script, every random draw (data order, augmentation, CutMix) comes
-from a generator derived from (seed, purpose, epoch, batch), so the same seed gives the same weights.
+The default recipe follows NCFM's official pretrain/pretrain_script.py (utils/train_val.py train_epoch): SGD,
+MultiStepLR, per-sample DSA and CutMix. CV-DD's squeeze (its official squeeze/squeeze.py) is the same loop with
+other choices, so they are options: optimizer "adam", schedule "cosine", crop_flip 4 (RandomCrop with padding 4 +
+horizontal flip), no DSA, no CutMix (teachers.committee's "paper" preset). Unlike the official scripts, every random
+draw (data order, augmentation, CutMix) comes from a generator derived from (seed, purpose, epoch, batch), so the
+same seed gives the same weights.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..augment import DSA, DSAConfig, dsa_strategy_for
+from ..augment.crops import random_crop_flip
 from ..augment.mix import apply_cutmix, sample_cutmix
 from ..data import Split
 from ..errors import ConfigError
 from .loop import Augmentation, Data, MicroBatch, train_model
-from .recipe import MultiStep, Recipe
+from .recipe import OPTIMIZERS, MultiStep, Recipe, Schedule, SmoothedCosine
 
 EpochCallback = Callable[[int, nn.Module], None]
+
+SCHEDULES: dict[str, Callable[["RealTrainConfig", int], Schedule]] = {
+    # NCFM official: MultiStepLR at the milestone epochs
+    "multistep": lambda config, epochs: MultiStep(tuple(milestone_epochs(config, epochs)), config.gamma),
+    # CV-DD squeeze: CosineAnnealingLR(T_max=epochs) stepped per epoch, i.e. lr0 * (1 + cos(pi * e / E)) / 2
+    "cosine": lambda config, epochs: SmoothedCosine(1.0),
+}
+# options added after folders were built, with the value that trains as before: at that value they stay out of a
+# folder's identity, so pools and committees built before them still resume (as synthesizers' _ADDED_LATER)
+_ADDED_LATER = {"optimizer": "sgd", "schedule": "multistep", "crop_flip": 0}
 
 
 @dataclass(frozen=True)
@@ -40,12 +56,25 @@ class RealTrainConfig:
     dsa_strategy: str = "color_crop"
     # NCFM official pretrain/pretrain_script.py: mix_p 0.5, mixup "cut", beta 1 (lambda ~ Beta(1, 1) = U(0, 1))
     cutmix_prob: float = 0.5
+    optimizer: str = "sgd"  # NCFM official: SGD (CV-DD squeeze: "adam", torch.optim.Adam with L2 weight decay)
+    schedule: str = "multistep"  # NCFM official: MultiStepLR (CV-DD squeeze: "cosine"); see SCHEDULES
+    # ours: off, as NCFM. CV-DD squeeze: 4, torchvision RandomCrop(size, padding=4) + RandomHorizontalFlip before
+    # normalising; here per image, padded with 0 in normalised space (the mean colour), no flip for digits
+    crop_flip: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.lr <= 0 or not 0.0 <= self.cutmix_prob <= 1.0:
-            raise ConfigError(f"need batch_size >= 1, lr > 0 and cutmix_prob in [0, 1]; got {self}")
+        if self.batch_size < 1 or self.lr <= 0 or not 0.0 <= self.cutmix_prob <= 1.0 or self.crop_flip < 0:
+            raise ConfigError(f"need batch_size >= 1, lr > 0, cutmix_prob in [0, 1] and crop_flip >= 0; got {self}")
         if any(not 0.0 < m <= 1.0 for m in self.milestones):
             raise ConfigError(f"milestones are fractions of the epochs in (0, 1]; got {self.milestones}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        OPTIMIZERS.get(self.optimizer)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a folder records as its training (JSON-ready), without later options at their old value."""
+        fields = json.loads(json.dumps(dataclasses.asdict(self)))
+        return {k: v for k, v in fields.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
 def milestone_epochs(config: RealTrainConfig, epochs: int) -> list[int]:
@@ -58,18 +87,29 @@ def milestone_epochs(config: RealTrainConfig, epochs: int) -> list[int]:
 
 
 def make_augment(config: RealTrainConfig, digits: bool) -> Callable[[Tensor, torch.Generator], Tensor] | None:
-    """Per-sample DSA (each image its own values) or None when config.dsa is off."""
-    if not config.dsa:
-        return None
-    strategy = dsa_strategy_for(digits) if config.dsa_strategy == "auto" else config.dsa_strategy
-    return DSA(DSAConfig(strategy=strategy)).per_sample
+    """The crop-and-flip, then per-sample DSA (each image its own values), of those that are on; None when neither."""
+    steps: list[Callable[[Tensor, torch.Generator], Tensor]] = []
+    if config.crop_flip:
+        steps.append(lambda x, g: random_crop_flip(x, g, config.crop_flip, flip=not digits))
+    if config.dsa:
+        strategy = dsa_strategy_for(digits) if config.dsa_strategy == "auto" else config.dsa_strategy
+        steps.append(DSA(DSAConfig(strategy=strategy)).per_sample)
+    if len(steps) < 2:
+        return steps[0] if steps else None
+
+    def both(x: Tensor, generator: torch.Generator) -> Tensor:
+        for step in steps:
+            x = step(x, generator)
+        return x
+
+    return both
 
 
 def real_recipe(config: RealTrainConfig, epochs: int) -> Recipe:
-    """NCFM's SGD with MultiStepLR (lr x gamma at each milestone epoch, momentum kept)."""
-    return Recipe(lr=config.lr, batch_size=config.batch_size, momentum=config.momentum,
-                  weight_decay=config.weight_decay,
-                  schedule=MultiStep(tuple(milestone_epochs(config, epochs)), config.gamma))
+    """The optimiser and schedule the config names (NCFM: SGD with MultiStepLR, lr x gamma at each milestone epoch,
+    momentum kept)."""
+    return Recipe(lr=config.lr, batch_size=config.batch_size, optimizer=config.optimizer, momentum=config.momentum,
+                  weight_decay=config.weight_decay, schedule=SCHEDULES[config.schedule](config, epochs))
 
 
 def _mixed_loss(cutmix_prob: float) -> Callable[[nn.Module, MicroBatch], Tensor]:

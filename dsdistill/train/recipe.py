@@ -74,6 +74,12 @@ def _sgd(recipe: "Recipe", groups: ParamGroups) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
 
+@OPTIMIZERS.register("adam")
+def _adam(recipe: "Recipe", groups: ParamGroups) -> torch.optim.Optimizer:
+    # CV-DD squeeze: torch.optim.Adam with weight_decay, i.e. L2 added to the gradient (not AdamW's decoupled decay)
+    return torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
 @OPTIMIZERS.register("adamw")
 def _adamw(recipe: "Recipe", groups: ParamGroups) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
