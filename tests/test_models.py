@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import torch
+import torchvision.models as tv_models
 from torch.func import functional_call, stack_module_state, vmap
 
 from dsdistill.errors import ConfigError, UnknownNameError
@@ -85,7 +86,8 @@ def test_no_activation_works_in_place(name: str) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_has_batch_norm_exactly_for_the_bn_variants(name: str) -> None:
-    assert has_batch_norm(built(name, 1, 28)) == ("-bn" in name)
+    # torchvision's architectures (tv-) are defined with BatchNorm in every block
+    assert has_batch_norm(built(name, 1, 28)) == ("-bn" in name or name.startswith("tv-"))
 
 
 # ---- ConvNet: the shapes DC/DM/DataDAM rely on ----
@@ -132,6 +134,56 @@ def test_vmap_over_stacked_convnets_matches_a_loop() -> None:
     vectorised = vmap(run)(params, buffers, inputs)
     looped = torch.stack([model(x) for model, x in zip(copies, inputs)])
     torch.testing.assert_close(vectorised, looped, rtol=1e-4, atol=1e-5)
+
+
+# ---- torchvision's networks with CV-DD's small-image stems (models/torchvision_nets.py) ----
+
+# each block's map size at 32 px: CV-DD's CIFAR stems keep 32 px through the stem and the first stage(s); torchvision's
+# ImageNet stem (stride-2 conv, max-pool) would start at 8 or 16
+SMALL_STEM_MAPS = {
+    "tv-resnet18": [32, 32, 16, 8, 4],          # stem, layer1 (no max-pool), layer2-4
+    "tv-resnet50": [32, 32, 16, 8, 4],
+    "tv-shufflenetv2-0.5": [32, 16, 8, 4, 4],   # stem at stride 1, stage2-4, conv5
+    "tv-mobilenetv2": [32, 32, 32, 16, 8, 8, 4, 4, 4],  # conv1 and the 24-channel stage at stride 1
+    "tv-densenet121": [32, 32, 16, 8, 4],       # bare 3x3 stem, dense blocks 1-4 (transitions halve)
+}
+IMAGENET_STEM_MAPS = {"tv-resnet18": [16, 8], "tv-shufflenetv2-0.5": [16, 4], "tv-mobilenetv2": [16, 16, 8],
+                      "tv-densenet121": [16, 8]}  # the first maps with stem="imagenet" (torchvision's own)
+TV_BLOCKS = {  # the torchvision class of the first block after the stem: the networks are torchvision's
+    "tv-resnet18": tv_models.resnet.BasicBlock, "tv-resnet50": tv_models.resnet.Bottleneck,
+    "tv-shufflenetv2-0.5": tv_models.shufflenetv2.InvertedResidual,
+    "tv-mobilenetv2": tv_models.mobilenetv2.InvertedResidual, "tv-densenet121": tv_models.densenet._DenseLayer,
+}
+
+
+def test_the_tv_family_is_cvdds_committee() -> None:
+    assert list_models("tv-*") == sorted(SMALL_STEM_MAPS)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_STEM_MAPS))
+def test_cvdd_small_stems_keep_32px_maps(name: str) -> None:
+    model = built(name, 3, 32)
+    assert [m.shape[-1] for m in model.features(batch(3, 32))] == SMALL_STEM_MAPS[name]
+    stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert (stem.in_channels, stem.kernel_size, stem.stride) == (3, (3, 3), (1, 1))
+    assert built(name, 1, 28).features(batch(1, 28))[0].shape[-2:] == (28, 28)  # Fashion-MNIST: 1 channel, 28 px
+
+
+@pytest.mark.parametrize("name", sorted(IMAGENET_STEM_MAPS))
+def test_imagenet_stem_is_torchvisions(name: str) -> None:
+    model = create_model(name, 3, NUM_CLASSES, 32, stem="imagenet")
+    sizes = [m.shape[-1] for m in model.features(batch(3, 32))]
+    assert sizes[:len(IMAGENET_STEM_MAPS[name])] == IMAGENET_STEM_MAPS[name]
+    with pytest.raises(ConfigError, match="stem must be one of small, imagenet"):
+        create_model(name, 3, NUM_CLASSES, 32, stem="cifar")
+
+
+@pytest.mark.parametrize("name", sorted(TV_BLOCKS))
+def test_tv_nets_are_torchvisions_blocks_with_batch_norm_and_no_dropout(name: str) -> None:
+    model = built(name, 1, 28)
+    assert any(isinstance(m, TV_BLOCKS[name]) for stage in model.stages[1:] for m in stage.modules())
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())  # CV-DD's CIFAR nets: no dropout
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) >= 2 * model.num_blocks
 
 
 # ---- create_model: names and options ----

@@ -6,7 +6,7 @@ maps and the embedding from one pass, and `classifier` is the final nn.Linear.
 from __future__ import annotations
 
 # Importing the family modules fills MODELS; they are listed explicitly rather than discovered.
-from . import classic, convnet, resnet  # noqa: F401
+from . import classic, convnet, resnet, torchvision_nets  # noqa: F401
 from .base import (
     MODELS,
     FeatureNet,
