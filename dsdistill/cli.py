@@ -338,15 +338,24 @@ def add_experts(sub: argparse._SubParsersAction) -> None:
 
 @command
 def add_committee(sub: argparse._SubParsersAction) -> None:
-    from .teachers.committee import DEFAULT_EPOCHS, DEFAULT_HOLDOUT, DEFAULT_MEMBERS
+    from .teachers.committee import DEFAULT_HOLDOUT, DEFAULT_PRESET, PRESETS
 
     def own(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--members", default=DEFAULT_MEMBERS,
-                       help="comma-separated members ARCH[:key=value...]: a BN model and its options, plus epochs=N "
-                            "and per_class=N (train on at most N images per class). Default (about 13 minutes on 2 "
-                            f"cores for Fashion-MNIST): {DEFAULT_MEMBERS}")
-        p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                       help=f"training epochs per member unless its spec says (default: {DEFAULT_EPOCHS}; CV-DD: 200)")
+        p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                       help=f"members, epochs and training (default: {DEFAULT_PRESET}, about 13 minutes on 2 cores "
+                            f"for Fashion-MNIST: {PRESETS['cpu'].members} x {PRESETS['cpu'].epochs} epoch; paper: "
+                            f"CV-DD's {PRESETS['paper'].members} x {PRESETS['paper'].epochs} epochs, Adam 1e-3, wd "
+                            "1e-4, batch 512, cosine, crop + flip, for a GPU; paper-tiny-imagenet: its Tiny-ImageNet "
+                            "recipe, SGD 0.01, batch 128, 50 epochs)")
+        p.add_argument("--members", default=None,
+                       help="comma-separated members ARCH[:key=value...] instead of the preset's: a BN model and its "
+                            "options, plus epochs=N and per_class=N (train on at most N images per class)")
+        p.add_argument("--epochs", type=int, default=None,
+                       help="training epochs per member unless its spec says (default: the preset's)")
+        p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a training option of the preset, e.g. --train batch_size=256 (repeatable; keys: "
+                            "lr, momentum, weight_decay, batch_size, optimizer, schedule, crop_flip, dsa, cutmix_prob, "
+                            "milestones, gamma, dsa_strategy)")
         p.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT,
                        help=f"validation images per class held out for the priors (default: {DEFAULT_HOLDOUT})")
 
@@ -357,8 +366,9 @@ def add_committee(sub: argparse._SubParsersAction) -> None:
                     "member's accuracy (%) on HOLDOUT validation images per class held out of training (ours; "
                     "CV-DD uses the accuracy of a set distilled by the member alone). CV-DD (--method cvdd) votes "
                     "with these members and labels with their weighted ensemble; `evaluate --protocol kd --teacher "
-                    "DIR` scores any set with it. Training: the toolkit's real-data trainer (SGD 0.01, momentum 0.9, "
-                    "wd 5e-4, batch 128, DSA, CutMix). Rerunning resumes: finished members are kept, new ones added.",
+                    "DIR` scores any set with it. Training: the toolkit's real-data trainer, as the preset says (cpu: "
+                    "SGD 0.01, momentum 0.9, wd 5e-4, batch 128, DSA, CutMix; paper: CV-DD's squeeze). Rerunning "
+                    "resumes: finished members are kept, new ones added.",
         out_help="output folder (reuse it to resume or add members)")
 
 

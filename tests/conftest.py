@@ -14,7 +14,7 @@ from dsdistill._seed import seeded_init
 from dsdistill.data import RealData, Split, load_dataset, write_fake
 from dsdistill.models import create_model
 from dsdistill.synthesizers import SYNTHESIZERS, create_synthesizer
-from dsdistill.teachers.committee import build_committee, parse_members
+from dsdistill.teachers.committee import CommitteeRequest, build_committee, parse_members
 from dsdistill.teachers.experts import ExpertConfig, build_experts
 from dsdistill.train.real import RealTrainConfig, train_on_real
 
@@ -90,6 +90,21 @@ def build_tiny_committee(real: RealData, folder, members: str = TINY_COMMITTEE["
     """The tests' one committee builder: TINY_COMMITTEE's members (or others) trained with tiny_committee_config()."""
     return build_committee(real, folder, parse_members(members, epochs), holdout=holdout,
                            config=tiny_committee_config(), **kw)
+
+
+def tiny_paper_real() -> RealData:
+    """make_tiny_real at 8 px with 4 training images per class: CV-DD's five nets train and vote on it in seconds."""
+    return make_tiny_real(per_class=4, test_per_class=1, size=8)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_paper_committee_dir() -> str:
+    """CV-DD's committee as `dsdistill committee --preset paper --epochs 1 --holdout 1` builds it (its five members,
+    its training: 3 images per class are one batch of 512) on tiny_paper_real() (built once per test session)."""
+    folder = Path(tempfile.mkdtemp(prefix="dsdistill-paper-committee-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    CommitteeRequest(out=str(folder), preset="paper", epochs=1, holdout=1).build(tiny_paper_real())
+    return str(folder)
 
 
 @pytest.fixture

@@ -37,6 +37,10 @@ def test_a_command_becomes_its_request_and_where_to_build():
     assert parse_command("dsdistill pool --out=runs/p").request == PoolRequest(out="runs/p")
     assert parse_command("dsdistill select --method random --ipc 1 --out x.h5").request == SelectRequest(
         method="random", ipc=1, out="x.h5")
+    # an option that defaults to None (the committee preset's) takes its type when given
+    paper = parse_command("dsdistill committee --preset paper --epochs 3 --train lr=0.01 --out runs/c").request
+    assert paper == CommitteeRequest(out="runs/c", preset="paper", epochs=3, train=("lr=0.01",))
+    assert parse_command("dsdistill committee --out runs/c").request.epochs is None
 
 
 @pytest.mark.parametrize("command,message", [
@@ -48,6 +52,7 @@ def test_a_command_becomes_its_request_and_where_to_build():
     ("dsdistill pool --out x --models many", "option --models expects int, got 'many'"),
     ("dsdistill pool --dataset mnist", "`dsdistill pool` needs --out"),
     ("dsdistill pool --out x --set bogus=1", "unknown option 'bogus'"),
+    ("dsdistill committee --out x --epochs many", "option --epochs expects int, got 'many'"),
 ])
 def test_a_mistaken_command_is_refused_when_the_suite_loads(command, message):
     with pytest.raises(ConfigError) as err:

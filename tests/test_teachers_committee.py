@@ -6,15 +6,17 @@ import torch
 
 import dsdistill.teachers as teachers
 from dsdistill.cli import main
-from dsdistill.teachers.committee import (MANIFEST, build_committee, holdout_split, load_committee, load_teacher,
-                                 parse_members, read_manifest)
+from dsdistill.teachers.committee import (DEFAULT_MEMBERS, MANIFEST, PRESETS, CommitteeRequest, build_committee,
+                                          holdout_split, load_committee, load_teacher, parse_members, read_manifest)
+from dsdistill.train.real import RealTrainConfig, real_recipe
 from dsdistill.errors import CheckpointError, ConfigError
 from dsdistill.evaluate import evaluate, get_protocol
 from dsdistill.evaluate.soft import load_protocol_teacher
 from dsdistill.synthesizers import create_synthesizer
 from dsdistill.teachers.ensemble import prior_weights
 
-from conftest import TINY_COMMITTEE, build_tiny_committee, make_tiny_real, tiny_committee_config, tiny_committee_dir
+from conftest import (TINY_COMMITTEE, build_tiny_committee, make_tiny_real, tiny_committee_config, tiny_committee_dir,
+                      tiny_paper_committee_dir)
 
 FAST = tiny_committee_config()
 MEMBERS, EPOCHS = TINY_COMMITTEE["members"], TINY_COMMITTEE["epochs"]   # as the session's tiny_committee_dir()
@@ -175,3 +177,66 @@ def test_load_teacher_is_the_one_way_to_a_teacher(tiny_real):
         teacher = load_protocol_teacher(given, tiny_real, torch.device("cpu"), TINY_KD)
         assert teacher.sha256 == committee.sha256 and torch.equal(teacher(x), committee(x))
     assert load_protocol_teacher(model, tiny_real, torch.device("cpu"), TINY_KD).bn_mode == "train"
+
+
+# ---------------------------------------------------------------- presets: the CPU default and CV-DD's squeeze
+PAPER_NAMES = ["tv-resnet18", "tv-resnet50", "tv-shufflenetv2-0.5", "tv-mobilenetv2", "tv-densenet121"]
+
+
+def test_paper_preset_is_cvdd_squeeze():
+    """Reference A1 and the official squeeze (squeeze.py, scripts/squeeze_cifar10.sh): the five CIFAR-style nets in
+    the order of CV-DD's priors, 200 epochs of Adam 1e-3 (wd 1e-4, batch 512), cosine to 0, RandomCrop(pad 4) + flip
+    and plain cross-entropy; Tiny-ImageNet: SGD 0.01 (momentum 0.9, batch 128), 50 epochs."""
+    paper = PRESETS["paper"]
+    assert paper.members.split(",") == PAPER_NAMES and paper.epochs == 200
+    t = paper.train
+    assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.schedule) == ("adam", 1e-3, 1e-4, 512, "cosine")
+    assert (t.crop_flip, t.dsa, t.cutmix_prob) == (4, False, 0.0)
+    recipe = real_recipe(t, paper.epochs)
+    assert recipe.optimizer == "adam" and [recipe.schedule.lr(1e-3, e, 200) for e in (0, 100)] == \
+        pytest.approx([1e-3, 5e-4])
+    tiny = PRESETS["paper-tiny-imagenet"]
+    assert tiny.members == paper.members and tiny.epochs == 50
+    assert (tiny.train.optimizer, tiny.train.lr, tiny.train.momentum, tiny.train.weight_decay,
+            tiny.train.batch_size, tiny.train.schedule, tiny.train.crop_flip) == ("sgd", 0.01, 0.9, 1e-4, 128,
+                                                                                  "cosine", 4)
+
+
+def test_the_cpu_preset_is_the_default_and_parts_can_be_overridden(tmp_path):
+    plain = CommitteeRequest(out=str(tmp_path / "c"))
+    assert plain.preset == "cpu" and plain.config() == RealTrainConfig()
+    assert [s.name for s in plain.specs()] == DEFAULT_MEMBERS.split(",") and {s.epochs for s in plain.specs()} == {1}
+    # what a committee built before the presets recorded: the new training options stay out at their old value
+    assert set(plain.config().identity()) == {"lr", "momentum", "weight_decay", "batch_size", "milestones", "gamma",
+                                              "dsa", "dsa_strategy", "cutmix_prob"}
+    custom = CommitteeRequest(out=str(tmp_path / "c"), preset="paper", members="tv-resnet18", epochs=3,
+                              train=("batch_size=64", "schedule=multistep"))
+    assert [(s.name, s.epochs) for s in custom.specs()] == [("tv-resnet18", 3)]
+    assert (custom.config().batch_size, custom.config().schedule, custom.config().optimizer) == (64, "multistep",
+                                                                                                  "adam")
+    assert "preset paper" in custom.describe()
+    with pytest.raises(ConfigError, match="unknown committee preset 'big'; valid: cpu, paper"):
+        CommitteeRequest(out=str(tmp_path / "c"), preset="big")
+    with pytest.raises(ConfigError, match="schedule must be one of multistep, cosine"):
+        CommitteeRequest(out=str(tmp_path / "c"), train=("schedule=linear",))
+
+
+def test_the_paper_committee_builds_from_its_preset():
+    """CV-DD's five train with its recipe (1 epoch here) into a committee in its order, the recipe recorded."""
+    manifest = read_manifest(tiny_paper_committee_dir())
+    assert [m["name"] for m in manifest["members"]] == PAPER_NAMES
+    assert manifest["train_config"] == PRESETS["paper"].train.identity()
+    assert {m["identity"]["epochs"] for m in manifest["members"]} == {1}
+    assert all(m["train_images"] == 4 * 3 for m in manifest["members"])
+
+
+def test_committee_cli_takes_a_preset_and_overrides_its_parts(fake_fmnist_root, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["committee", "--preset", "paper", "--members", "tv-shufflenetv2-0.5", "--epochs", "1", "--train",
+                 "batch_size=32", "--holdout", "1", "--out", str(out), "--data-root", fake_fmnist_root,
+                 "--device", "cpu", "--quiet"]) == 0
+    assert "preset paper" in capsys.readouterr().out
+    manifest = read_manifest(out)
+    assert [m["name"] for m in manifest["members"]] == ["tv-shufflenetv2-0.5"]
+    assert manifest["train_config"] == {**PRESETS["paper"].train.identity(), "batch_size": 32}
+    assert "--preset paper" in manifest["command"]

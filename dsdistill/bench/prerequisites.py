@@ -65,6 +65,9 @@ class Build:
 
 
 def _value(raw: str, kind: Any, option: str, name: str) -> Any:
+    given = [a for a in typing.get_args(kind) if a is not type(None)]
+    if len(given) == 1 and type(None) in typing.get_args(kind):
+        kind = given[0]  # an option that defaults to None (the request's preset decides) given a value
     if kind in (int, float):
         try:
             return kind(raw)

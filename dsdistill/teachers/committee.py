@@ -9,9 +9,18 @@ they know the data, it is free, and no weight is chosen on the test set. The ref
 measure it (`dsdistill distill --method cvdd.single --set members=NAME`, then `dsdistill evaluate --protocol kd`)
 and pass the accuracies to the synthesizer with `--set priors=a,b,c`. The test accuracy is stored for information.
 
-Training reuses dsdistill.train.real (NCFM's recipe: SGD 0.01, momentum 0.9, wd 5e-4, batch 128, per-sample DSA and
-CutMix) rather than CV-DD's squeeze (Adam 1e-3, wd 1e-4, batch 512, RandomCrop + flip, cosine, 200 epochs): ours,
-one trainer for every teacher in the toolkit; at the CPU budgets here (one epoch) the schedule barely matters.
+A committee is built from a preset (PRESETS; --members, --epochs and --train KEY=VALUE override its parts):
+- "cpu" (the default, ours): three small BN nets for 1 epoch with the toolkit's real-data trainer (NCFM's recipe: SGD
+  0.01, momentum 0.9, wd 5e-4, batch 128, per-sample DSA and CutMix), about 13 minutes on 2 CPU cores for
+  Fashion-MNIST; at that budget the schedule barely matters.
+- "paper": CV-DD's committee and squeeze for CIFAR-10/100 (reference A1; official squeeze/squeeze.py and
+  scripts/squeeze_cifar10.sh): ResNet-18, ResNet-50, ShuffleNetV2 x0.5, MobileNetV2, DenseNet-121 with small-image
+  stems (models/torchvision_nets.py), each 200 epochs with Adam (lr 1e-3, wd 1e-4), batch 512, cosine, RandomCrop
+  (padding 4) + flip, cross-entropy, no CutMix (the official Mixup object is built but its call commented out).
+  Weeks on 2 CPU cores (docs/methods/cvdd.md): a GPU recipe. On Fashion-MNIST and MNIST (not in the paper) it is
+  the same recipe, ours.
+- "paper-tiny-imagenet": the same members with CV-DD's Tiny-ImageNet squeeze (scripts/squeeze_tiny_imagenet.sh:
+  SGD lr 0.01, momentum 0.9, wd 1e-4, batch 128, 50 epochs, cosine).
 
 A member is "ARCH[:key=value...]": a registered model with BatchNorm and its options, plus two training keys,
 `epochs` (overrides --epochs) and `per_class` (train on at most this many images per class: the CPU lever for
@@ -35,6 +44,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .._config import parse_overrides
 from .._seed import derive_seed, make_generator, seeded_init
 from ..data import RealData, Split
 from ..errors import CheckpointError, ConfigError
@@ -50,11 +60,52 @@ VERSION = 1
 MANIFEST = "committee.json"
 # ours, CPU-sized (about 13 minutes on 2 idle cores for Fashion-MNIST, from ConvNet-3's 3-4 min per epoch and the
 # FLOP ratios 1 : 3.2 : 9.5 of ConvNet-3 : VGG11 : ResNet-18 at 28 px): three BN architectures so that the pairs
-# switch (C(3, 2) = 3 pairs), the expensive ones on a subset. CV-DD: R18, R50, MBV2, SV2, D121, 200 epochs each.
+# switch (C(3, 2) = 3 pairs), the expensive ones on a subset. CV-DD: PAPER_MEMBERS, 200 epochs each.
 DEFAULT_MEMBERS = "convnet-bn,vgg11-bn:per_class=2000,resnet18-bn:per_class=1000"
 DEFAULT_EPOCHS = 1          # ours: CPU-sized (CV-DD squeeze: 200 epochs on CIFAR)
 DEFAULT_HOLDOUT = 100       # ours: validation images per class for the prior (1000 of Fashion-MNIST's 60000)
 TRAIN_KEYS = ("epochs", "per_class")
+# CV-DD's five voters (reference A1), in the order of its priors and of its IPC-10 pair walk (A2: ipc 0 = (R18, R50)
+# ... ipc 9 = (MBV2, D121)), so that a committee built in this order walks the same pairs
+PAPER_MEMBERS = "tv-resnet18,tv-resnet50,tv-shufflenetv2-0.5,tv-mobilenetv2,tv-densenet121"
+# CV-DD squeeze.py for CIFAR-10/100 (scripts/squeeze_cifar10.sh, _cifar100.sh): --epoch 200 --batch-size 512 --lr 0.001
+PAPER_EPOCHS = 200
+PAPER_TRAIN = RealTrainConfig(
+    optimizer="adam",      # squeeze.py: --optimizer Adam (the default)
+    lr=1e-3,               # scripts: --lr 0.001
+    weight_decay=1e-4,     # squeeze.py: Adam(..., weight_decay=1e-4)
+    momentum=0.0,          # unused by Adam
+    batch_size=512,        # scripts: --batch-size 512
+    schedule="cosine",     # squeeze.py: CosineAnnealingLR(T_max=epochs), stepped per epoch
+    crop_flip=4,           # utils_squeeze.py: RandomCrop(size, padding=4) + RandomHorizontalFlip
+    dsa=False,             # no other augmentation
+    cutmix_prob=0.0,       # squeeze.py: the timm Mixup/CutMix call is commented out; plain cross-entropy
+)
+
+
+@dataclass(frozen=True)
+class CommitteePreset:
+    """A committee recipe: its members, how long they train, and how."""
+    members: str
+    epochs: int
+    train: RealTrainConfig
+
+
+PRESETS: dict[str, CommitteePreset] = {
+    "cpu": CommitteePreset(DEFAULT_MEMBERS, DEFAULT_EPOCHS, RealTrainConfig()),  # ours: see DEFAULT_MEMBERS
+    "paper": CommitteePreset(PAPER_MEMBERS, PAPER_EPOCHS, PAPER_TRAIN),
+    # CV-DD scripts/squeeze_tiny_imagenet.sh: --epoch 50 --batch-size 128 --optimizer SGD --lr 0.01; squeeze.py:
+    # SGD momentum 0.9, weight_decay 1e-4; the same cosine and crop/flip
+    "paper-tiny-imagenet": CommitteePreset(PAPER_MEMBERS, 50, dataclasses.replace(
+        PAPER_TRAIN, optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128)),
+}
+DEFAULT_PRESET = "cpu"  # ours: the paper's is ~2600x the work, weeks on 2 CPU cores (docs/methods/cvdd.md)
+
+
+def committee_preset(name: str) -> CommitteePreset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown committee preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 @dataclass(frozen=True)
@@ -351,8 +402,10 @@ class CommitteeRequest(FolderRequest):
     """`dsdistill committee`: CV-DD's committee of BatchNorm models, each with a prior."""
 
     kind: ClassVar[FolderKind] = KIND
-    members: str = DEFAULT_MEMBERS
-    epochs: int = DEFAULT_EPOCHS
+    preset: str = DEFAULT_PRESET
+    members: str | None = None      # None: the preset's
+    epochs: int | None = None       # None: the preset's
+    train: tuple[str, ...] = ()     # RealTrainConfig overrides of the preset's training, KEY=VALUE
     holdout: int = DEFAULT_HOLDOUT
 
     def __post_init__(self) -> None:
@@ -361,13 +414,19 @@ class CommitteeRequest(FolderRequest):
             raise ConfigError(f"--holdout must be at least 1 (validation images per class for the priors), "
                               f"got {self.holdout!r}")
         self.specs()
+        self.config()
 
     def specs(self) -> list[MemberSpec]:
-        return parse_members(self.members, self.epochs)
+        preset = committee_preset(self.preset)
+        return parse_members(preset.members if self.members is None else self.members,
+                             preset.epochs if self.epochs is None else self.epochs)
+
+    def config(self) -> RealTrainConfig:
+        return dataclasses.replace(committee_preset(self.preset).train, **parse_overrides(RealTrainConfig, self.train))
 
     def build(self, real: RealData, command: str = "", on_unit: OnUnit | None = None) -> Path:
         return build_committee(real, self.out, self.specs(), seed=self.seed, holdout=self.holdout,
-                               command=command, on_member=on_unit)
+                               config=self.config(), command=command, on_member=on_unit)
 
     def describe(self) -> str:
-        return f"seed {self.seed}, {self.holdout} validation images per class"
+        return f"preset {self.preset}, seed {self.seed}, {self.holdout} validation images per class"
