@@ -88,7 +88,7 @@ def native_train_size(dataset: str) -> int:
 def build_method(cell: dict, real, folder: Path):
     """The cell's method, with the stand-ins the docstring names."""
     from dsdistill.synthesizers import create_synthesizer, resolve_method
-    from dsdistill.teachers.committee import build_committee, parse_members
+    from dsdistill.teachers.committee import PAPER_MEMBERS, build_committee, parse_members
     from dsdistill.teachers.experts import ExpertConfig, build_experts
     from dsdistill.train.real import RealTrainConfig
     cls, preset = resolve_method(cell["spec"])
@@ -101,7 +101,7 @@ def build_method(cell: dict, real, folder: Path):
                       config=ExpertConfig(batch_size=256))
         options["experts"] = str(folder / "experts")
     if cell["method"] == "cvdd":
-        build_committee(real, folder / "committee", parse_members(COMMITTEE, 1), holdout=1,
+        build_committee(real, folder / "committee", parse_members(PAPER_MEMBERS, 1), holdout=1,
                         config=RealTrainConfig(batch_size=64, dsa=False, cutmix_prob=0.0))
         options["committee"] = str(folder / "committee")
     return create_synthesizer(cls.name, **options)
@@ -111,7 +111,7 @@ def models_of(cell: dict, synth, real, state=None) -> list:
     """The networks whose activations one iteration holds: the matching ConvNet (DM/DataDAM/NCFM), MTT's student,
     CV-DD's committee. From the run's state when it ran; else made fresh (random weights: the same sizes)."""
     from dsdistill.models import create_model
-    from dsdistill.teachers.committee import _new_model, parse_members
+    from dsdistill.teachers.committee import PAPER_MEMBERS, _new_model, parse_members
     if cell["method"] in ("dm", "datadam", "ncfm"):
         return [synth.random_network(real, 0, 0)]
     if cell["method"] == "mtt":
@@ -121,10 +121,7 @@ def models_of(cell: dict, synth, real, state=None) -> list:
                              depth=3 if real.image_size <= 32 else 4)]  # MTT's ConvNet-3 (ConvNetD4 at 64 px)
     if state is not None:
         return [m.model for m in state.context["committee"].members]
-    return [_new_model(spec, real) for spec in parse_members(COMMITTEE, 1)]
-
-
-COMMITTEE = "convnet-bn,vgg11-bn,alexnet-bn,resnet18-bn,resnet18-bn-ap"  # the paper suite's committee
+    return [_new_model(spec, real) for spec in parse_members(PAPER_MEMBERS, 1)]  # the paper suite's committee
 
 
 def projected_gb(cell: dict, cfg, models: list, real, spec) -> dict:

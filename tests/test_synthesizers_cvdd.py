@@ -19,7 +19,7 @@ from dsdistill.synthesizers.cvdd import (CVDD, bn_loss_from_moments, index_bound
 from dsdistill.synthesizers.losses import bn_statistics_loss
 from dsdistill.teachers.ensemble import prior_weights
 
-from conftest import tiny_committee_dir
+from conftest import tiny_committee_dir, tiny_paper_committee_dir, tiny_paper_real
 
 TINY_KD = dataclasses.replace(get_protocol("kd"), name="tiny-kd", epochs=2, seeds=(0,), model_options=(("width", 8),))
 
@@ -38,6 +38,29 @@ def test_defaults_are_the_official_recover_and_relabel():
     single = create_synthesizer("cvdd.single").config
     assert (single.voters, single.schedule, single.relabel_teachers) == (1, "top", "voters")
     assert resolve_method("cvdd.fmnist-cpu")[1] == {"iterations_per_ipc": 500}
+
+
+def test_paper_presets_vote_with_the_paper_committee(tiny_real):
+    """cvdd.paper names CV-DD's five (refusing another committee) in its order, so IPC 10 walks its pairs;
+    cvdd.single-paper is SRe2L++ with ResNet-18 alone (reference A3)."""
+    paper = create_synthesizer("cvdd.paper").config
+    assert paper.members == ("tv-resnet18", "tv-resnet50", "tv-shufflenetv2-0.5", "tv-mobilenetv2", "tv-densenet121")
+    assert paper.iterations_per_ipc == 4000
+    single = create_synthesizer("cvdd.single-paper").config
+    assert (single.members, single.voters, single.relabel_teachers, single.iterations_per_ipc) == \
+        (("tv-resnet18",), 1, "voters", 4000)
+    with pytest.raises(ConfigError, match="has no member 'tv-resnet18'"):
+        create_synthesizer("cvdd.paper", committee=tiny_committee_dir()).fit(tiny_real, 1, budget=Budget(iterations=1))
+
+
+def test_cvdd_runs_on_the_paper_committee():
+    """Two IPC indices, one iteration each, voted by CV-DD's first two pairs and labelled by all five."""
+    real = tiny_paper_real()
+    synset = create_synthesizer("cvdd.paper", committee=tiny_paper_committee_dir(), init="real",
+                                relabel="stored").fit(real, 2, seed=0, budget=Budget(iterations=2))
+    assert synset.extra["voters"] == [["tv-resnet18", "tv-resnet50"], ["tv-resnet18", "tv-shufflenetv2-0.5"]]
+    assert len(synset.extra["teacher"]["members"]) == 5 and synset.soft_labels.shape == (8, 4)
+    assert torch.isfinite(synset.images).all() and torch.isfinite(synset.soft_labels).all()
 
 
 def test_voter_schedule_follows_the_reference():
