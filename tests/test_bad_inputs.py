@@ -347,6 +347,8 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
         _, err = proc.communicate(timeout=60)
         if proc.returncode == 0:  # finished before the signal came
             continue
+        if "init_import_site" in err:  # came while the interpreter was still reading site-packages' .pth files,
+            continue                   # before any line of ours ran (nothing of ours can catch it there)
         assert "Traceback" not in err, err
         assert proc.returncode == 130 and len(err.strip().splitlines()) == 1, (proc.returncode, err)
 
