@@ -12,8 +12,17 @@ and every method: a Ctrl-C during start-up then meets the CLI's handler, not an 
 """
 from __future__ import annotations
 
-import importlib
 import sys
+
+_ARGV = getattr(sys, "orig_argv", [])
+if "-m" in _ARGV[:-1] and _ARGV[_ARGV.index("-m") + 1] == "dsdistill" and hasattr(__import__("signal"),
+                                                                                "pthread_sigmask"):
+    # `python -m dsdistill` is importing us: hold Ctrl-C until __main__ has imported the CLI (a SIGINT inside
+    # torch's C++ import aborts the process), then answer it in one line with 130 (__main__.run)
+    import signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+import importlib
 import types
 from typing import TYPE_CHECKING, Any
 
