@@ -124,3 +124,9 @@ def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> An
 
 def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def without_added_later(fields: dict[str, Any], added_later: dict[str, Any]) -> dict[str, Any]:
+    """`fields` less the options added after files were written that still hold the value that behaves as before,
+    so an identity (a run's key, a folder's header) written before they existed still matches."""
+    return {k: v for k, v in fields.items() if not (k in added_later and v == added_later[k])}

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from .._config import without_added_later
 from .._io import save_torch
 from .._progress import progress
 from .._seed import make_generator
@@ -100,8 +101,7 @@ _ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0, "dsa_sam
 def keyed_config(config: dict[str, Any]) -> dict[str, Any]:
     """The config fields that decide a run's bytes and name it: not the operational ones, not later additions
     at their old behaviour."""
-    return {k: v for k, v in config.items()
-            if k not in _OPERATIONAL and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+    return without_added_later({k: v for k, v in config.items() if k not in _OPERATIONAL}, _ADDED_LATER)
 
 
 class Interrupted(Exception):

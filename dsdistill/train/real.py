@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._config import without_added_later
 from ..augment import DSA, DSAConfig, dsa_strategy_for
 from ..augment.crops import random_crop_flip
 from ..augment.mix import apply_cutmix, sample_cutmix
@@ -73,8 +74,7 @@ class RealTrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields a folder records as its training (JSON-ready), without later options at their old value."""
-        fields = json.loads(json.dumps(dataclasses.asdict(self)))
-        return {k: v for k, v in fields.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+        return without_added_later(json.loads(json.dumps(dataclasses.asdict(self))), _ADDED_LATER)
 
 
 def milestone_epochs(config: RealTrainConfig, epochs: int) -> list[int]:
