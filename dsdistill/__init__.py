@@ -15,12 +15,13 @@ from __future__ import annotations
 import sys
 
 _ARGV = getattr(sys, "orig_argv", [])
-if "-m" in _ARGV[:-1] and _ARGV[_ARGV.index("-m") + 1] == "dsdistill" and hasattr(__import__("signal"),
-                                                                                "pthread_sigmask"):
+if "-m" in _ARGV[:-1] and _ARGV[_ARGV.index("-m") + 1] == "dsdistill":
     # `python -m dsdistill` is importing us: hold Ctrl-C until __main__ has imported the CLI (a SIGINT inside
-    # torch's C++ import aborts the process), then answer it in one line with 130 (__main__.run)
-    import signal
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # torch's C++ import aborts the process), then answer it in one line with 130 (__main__.run). _signal is
+    # built in (signal.py imports enum: a wider window before the mask)
+    import _signal
+    if hasattr(_signal, "pthread_sigmask"):
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT})
 
 import importlib
 import types
