@@ -11,7 +11,8 @@ from dsdistill.evaluate import evaluate
 from dsdistill.synthesizers import Budget, create_synthesizer
 
 SMALL = {"width": 8, "batch_real": 4}
-METHODS = {"dm": {}, "datadam": {}, "ncfm": {"extractor": "random", "num_freqs": 16, "plateau_patience": 0},
+METHODS = {"dm": {}, "datadam": {}, "ncfm": {"extractor": "random", "num_freqs": 16, "plateau_patience": 0,
+                    "image_step": "per-iteration"},   # per-class steps couple the classes: no split
            "dm+noise": {"init": "noise"}}
 # CV-DD: medium init, 2 IPC indices of 2 iterations each, the BN term over all classes. per-class: the bytes of
 # one process; joint (the default): the same function, one batch per rank (CPU kernels may sum in another order)

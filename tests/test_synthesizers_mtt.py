@@ -153,8 +153,8 @@ def test_student_momentum_reaches_the_unroll_and_needs_it(mtt, monkeypatch):
                          ({"student_momentum": 1.0}, r"in \[0, 1\)")):
         with pytest.raises(ConfigError, match=message):
             mtt(**bad).fit(real, 1, budget=Budget(iterations=1))
-    assert create_synthesizer("mtt.ast-momentum").config.student_momentum == 0.9
-    assert create_synthesizer("mtt.ast").config.student_momentum == 0.0   # mtt.ast keeps its meaning
+    assert create_synthesizer("mtt.ast").config.student_momentum == 0.9     # AST's code: --mom 0.9, always on
+    assert create_synthesizer("mtt.ast-plain").config.student_momentum == 0.0
 
 
 def test_fyi_dsa_sampler_reaches_the_student_augmentation(mtt):

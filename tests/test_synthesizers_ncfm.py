@@ -216,7 +216,7 @@ def test_per_class_image_steps_are_sequential_adamw_steps_by_hand(tiny_real):
         x = x - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
     synth.step(state, tiny_real, 0, 0)
     assert torch.allclose(state.images.detach(), x.clamp(0, 1), atol=1e-6)
-    summed = ncfm(lr_img=lr, class_batching="per-class")
+    summed = ncfm(image_step="per-iteration", lr_img=lr, class_batching="per-class")
     other = summed.start(tiny_real, 1, 0)
     summed.step(other, tiny_real, 0, 0)
     travel = lambda s: (s.images.detach() - x0).abs().sum().item()
@@ -240,22 +240,24 @@ def test_per_class_image_steps_refuse_a_joint_pass_and_sharding(tiny_real):
     with pytest.raises(ConfigError, match="image_step must be one of"):
         ncfm(image_step="sometimes").fit(tiny_real, 1, budget=Budget(iterations=1))
     assert "image_step=per-iteration" in ncfm(image_step="per-class").shard_problem(tiny_real)
-    assert ncfm().shard_problem(tiny_real) is None
+    assert ncfm(image_step="per-iteration").shard_problem(tiny_real) is None
+    assert ncfm().config.image_step == "per-class"   # the code's loop is the default (issue 19)
     assert create_synthesizer("ncfm.official").config.image_step == "per-class"
     assert create_synthesizer("ncfm.official-steps").config.image_step == "per-class"
 
 
 def test_learned_sampler_is_one_algorithm_under_joint_and_per_class_batching(tiny_real):
     """Class k draws its frequencies after psi's ascents for classes 0..k in both batchings (joint used to run
-    every ascent first): with instance norm the two are the same function, so the images agree to rounding."""
+    every ascent first): with instance norm the two are the same function, so the images agree to rounding.
+    (A joint pass takes the summed image step; per-class steps match one class at a time in every batching.)"""
     sets = [ncfm(sampler="learned", num_freqs=32, sampler_tile=8, sampler_lr=0.05, norm="instance",
-                 class_batching=mode).fit(tiny_real, 1, seed=0, budget=Budget(iterations=3))
+                 image_step="per-iteration", class_batching=mode).fit(tiny_real, 1, seed=0, budget=Budget(iterations=3))
             for mode in ("joint", "per-class")]
     assert torch.allclose(sets[0].images, sets[1].images, atol=1e-5)
 
 
 def test_later_options_at_their_old_value_keep_the_recipe_keys():
-    plain = asdict(create_synthesizer("ncfm").config)
+    plain = asdict(create_synthesizer("ncfm", image_step="per-iteration").config)
     assert "image_step" not in recipe("d", "ncfm", plain, 1, 0, None)["config"]
-    stepped = asdict(create_synthesizer("ncfm", image_step="per-class").config)
+    stepped = asdict(create_synthesizer("ncfm").config)   # the default since 2026-12-04: a key of its own
     assert recipe_key(recipe("d", "ncfm", stepped, 1, 0, None)) != recipe_key(recipe("d", "ncfm", plain, 1, 0, None))

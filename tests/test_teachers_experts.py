@@ -8,8 +8,8 @@ import torch
 
 from conftest import TINY_EXPERTS, make_tiny_real
 from dsdistill.errors import CheckpointError, ConfigError
-from dsdistill.teachers.experts import (MANIFEST, RECIPES, ExpertConfig, build_experts, decay_epoch, gradient_penalty,
-                               load_experts, new_model, recipe, train_expert)
+from dsdistill.teachers.experts import (MANIFEST, RECIPES, ExpertConfig, build_experts, decay_epoch, expert_recipe,
+                                        gradient_penalty, load_experts, new_model, recipe, train_expert)
 from dsdistill.models import create_model
 from dsdistill.teachers.folder import resolved_options
 
@@ -116,6 +116,9 @@ def test_recipes_are_the_documented_settings():
     assert (ast.lr, ast.momentum, ast.weight_decay, ast.decay_factor, ast.gp_weight) == (0.003, 0.9, 1e-3, 0.6, 2.0)
     assert ast.loss_scales == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     assert decay_epoch(50) == 26
+    # the decay starts a fresh optimiser (AST's buffer.py re-creates its SGD there): momentum restarts at epoch 27
+    schedule = expert_recipe(ast, 50).schedule
+    assert schedule.resets(27) and not schedule.resets(26) and schedule.lr(1.0, 27, 50) == 0.6
     assert recipe("ast", lr=0.01).lr == 0.01
     with pytest.raises(ConfigError, match="valid: mtt, ast"):
         recipe("ftd")

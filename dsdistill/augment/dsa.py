@@ -236,8 +236,8 @@ def always_flip_for(sampler: str, digits: bool) -> bool:
     if sampler not in DSA_SAMPLERS:
         raise ConfigError(f"dsa_sampler must be one of {', '.join(DSA_SAMPLERS)}, got {sampler!r}")
     if DSA_SAMPLERS[sampler] and digits:
-        raise ConfigError("dsa_sampler=fyi always flips, and digit datasets are never flipped (DSA's README): "
-                          "use dsa_sampler=dsa")
+        raise ConfigError("dsa_sampler=fyi (also --flip's default for DM and MTT) always flips, and digit datasets "
+                          "are never flipped (DSA's README): add --set dsa_sampler=dsa")
     return DSA_SAMPLERS[sampler]
 
 

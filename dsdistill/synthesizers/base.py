@@ -53,8 +53,11 @@ class SynthConfig:
     arch: str = "convnet"           # the network the set is matched against (DC/DM: ConvNet-3)
     norm: str = "instance"          # its normalisation (DM: instance norm)
     dsa: bool = True                # Siamese DSA on real and synthetic batches (DSA/DM)
-    dsa_sampler: str = "dsa"        # how a DSA draw picks its groups: dsa (one group, DSA's code) or fyi (a flip
-                                    # always, then one other group: FYI's code); augment.DSA_SAMPLERS
+    dsa_sampler: str = "auto"       # how a DSA draw picks its groups: dsa (one group, DSA's code) or fyi (a flip
+                                    # always, then one other group: FYI's code); augment.DSA_SAMPLERS. auto (the
+                                    # default) is fyi under --flip for the methods FYI's code covers (DM, MTT:
+                                    # Synthesizer.fyi_sampler_under_flip), dsa otherwise; resolved when the method
+                                    # is made, so a set file and a run's key hold dsa or fyi
     checkpoint_minutes: float = 5.0 # ours: save the run state this often (and on SIGINT/SIGTERM)
     checkpoint_every: int = 0       # ours: also every N iterations (0 = time only)
     log_points: int = 500           # ours: the stored loss curve is averaged down to at most this many points
@@ -89,6 +92,8 @@ class State:
         row = self.classes.index(c) if self.classes else c
         return self.images[row * self.ipc:(row + 1) * self.ipc]
 
+
+AUTO_SAMPLER = "auto"
 
 _OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points",
                 "joint_memory_gb"}  # how a joint pass is chunked in memory: the same function (synthesizers/joint.py)
@@ -133,6 +138,16 @@ class _StopSignals:
 
 class Synthesizer(Method):
     """Base of every iterative synthesizer."""
+
+    # FYI's code (cvlab-yonsei/FYI) runs its flip with its own DSA sampler for these methods (DC/DSA/DM and MTT);
+    # elsewhere the flip view is our extension and keeps the method's augmentation
+    fyi_sampler_under_flip: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        if getattr(self.config, "dsa_sampler", None) == AUTO_SAMPLER:
+            chosen = "fyi" if self.config.flip and self.fyi_sampler_under_flip else "dsa"
+            self.config = dataclasses.replace(self.config, dsa_sampler=chosen)
 
     Config: ClassVar[type] = SynthConfig
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}

@@ -35,6 +35,7 @@ class DataDAMConfig(DMConfig):
 @register("datadam")
 class DataDAM(DM):
     Config = DataDAMConfig
+    fyi_sampler_under_flip = False  # FYI has no DataDAM code: the flip view alone (our extension)
     PRESETS = {
         "paper": {"iterations": 8000},
         "official": {"iterations": 20000, "power": 1.0, "norm": "batch", "loss_scale": 100.0, "batch_real": 64},

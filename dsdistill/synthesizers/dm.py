@@ -59,6 +59,7 @@ def dsa_for(strategy: str, all_groups: bool = False, always_flip: bool = False) 
 @register("dm")
 class DM(Synthesizer):
     Config = DMConfig
+    fyi_sampler_under_flip = True   # FYI's DM code: its DSA sampler under the flip
     TINY = {"width": 8, "batch_real": 6}   # a narrow ConvNet and 6 real images per class
     PRESETS = {
         "paper": {"iterations": 20000},                      # DM official: 20k iterations

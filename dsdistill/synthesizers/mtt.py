@@ -133,6 +133,7 @@ def nearest_distinct(points: Tensor, centres: Tensor) -> Tensor:
 @register("mtt")
 class MTT(Synthesizer):
     Config = MTTConfig
+    fyi_sampler_under_flip = True   # FYI's MTT code: its DSA sampler under the flip
     class_separable = False   # one student sees all classes at once
     needs_teacher = True      # expert trajectories trained on the real data
     teacher_folder = "experts"
@@ -151,13 +152,13 @@ class MTT(Synthesizer):
         "cifar100-ipc10": {"iterations": 5000, "syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 20,
                            "lr_img": 1000.0, "lr_lr": 1e-5, "lr_teacher": 0.01},
         # AST's student options (its CIFAR-100 IPC 1 README command: representative init, weight perturbation,
-        # intermediate matching, balanced loss)
+        # intermediate matching, balanced loss) and its inner-loop momentum 0.9 (its --mom default, always on in
+        # its code); meant for AST's momentum experts (`dsdistill experts --recipe ast`)
         "ast": {"iterations": 5000, "init": "representative", "balance_loss": True, "intermediate": "agg",
-                "weight_perturb": 1.0},
-        # the same with AST's inner-loop momentum 0.9 (its --mom default), a preset of its own so `mtt.ast` keeps
-        # its meaning; meant for AST's momentum experts (with MTT's plain-SGD experts AST says mu = 0)
-        "ast-momentum": {"iterations": 5000, "init": "representative", "balance_loss": True, "intermediate": "agg",
-                         "weight_perturb": 1.0, "student_momentum": 0.9},
+                "weight_perturb": 1.0, "student_momentum": 0.9},
+        # the same with a plain-SGD student: for MTT's plain-SGD experts AST's notes say mu = 0
+        "ast-plain": {"iterations": 5000, "init": "representative", "balance_loss": True, "intermediate": "agg",
+                      "weight_perturb": 1.0},
         # ours, for 2 CPU cores with the default CPU experts (`dsdistill experts`: 20 epochs of a width-32
         # ConvNet): starts in the first half of the trajectory, 10 inner steps; not tuned
         "fmnist-cpu": {"iterations": 300, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 10,

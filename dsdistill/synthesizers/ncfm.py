@@ -89,9 +89,9 @@ class NCFMConfig(DMConfig):
     pool: str = ""                    # the directory `dsdistill pool` wrote
     calibrate: bool = False           # cross-entropy step on the trained pool model after matching (code: on)
     calib_weight: float = 1.0         # code
-    image_step: str = "per-iteration"  # ours: one image step per pass on the summed loss (the stored records);
-                                      # per-class: the code's step per class, match and calibration alike (one
-                                      # switch: both passes step the same optimiser in the code's loop)
+    image_step: str = "per-class"     # code: a step per class, match and calibration alike (one switch: both
+                                      # passes step the same optimiser in the code's loop); per-iteration: ours,
+                                      # one image step per pass on the summed loss (the records before 2026-12-04)
 
 
 class FrequencySampler(nn.Module):
@@ -112,6 +112,7 @@ class FrequencySampler(nn.Module):
 @register("ncfm")
 class NCFM(DM):
     Config = NCFMConfig
+    fyi_sampler_under_flip = False  # FYI has no NCFM code: the flip view alone (our extension)
     PRESETS = {
         "paper": {"iterations": 20000},
         "learned": {"iterations": 20000, "sampler": "learned", "num_freqs": 1024},

@@ -7,7 +7,8 @@ Two training recipes, each a preset of ExpertConfig:
 - "ast": the smooth/high-quality experts of "Efficient Dataset Distillation through Alignment with Smooth and
   High-Quality Expert Trajectories" (Shen, Yang, Lam; arXiv 2310.10541), as its official code
   (shenjiyuan123/AST-Alignment-with-Smooth-Expert, buffer.py and utils.py) does it: SGD momentum 0.9, weight
-  decay 1e-3, lr 0.003 decayed x0.6 after epoch E//2+1, the "clipping loss" (the cross-entropy of epochs 0..9
+  decay 1e-3, lr 0.003 decayed x0.6 after epoch E//2+1 with a fresh optimiser (its code re-creates the SGD, so
+  the momentum restarts), the "clipping loss" (the cross-entropy of epochs 0..9
   scaled by 0.5, 0.55, ..., 0.95: a smoother start) and a gradient penalty of weight 2 on the un-augmented
   batch, (||d sum(logits)/dx||_2 - 1)^2 with the norm over channels per pixel, as the code computes it.
 See reference/trajectory.md sections 1 and 3.1.
@@ -115,9 +116,12 @@ def flat_parameters(model: nn.Module) -> Tensor:
 
 
 def expert_recipe(config: ExpertConfig, epochs: int) -> Recipe:
-    """SGD whose lr is multiplied by decay_factor once epoch index decay_epoch(epochs) is done (momentum kept)."""
+    """SGD whose lr is multiplied by decay_factor once epoch index decay_epoch(epochs) is done. The optimiser starts
+    afresh there, momentum buffer cleared: AST's buffer.py (and MTT's, under --decay) re-creates its SGD at the
+    decay. MTT's experts have no momentum, so for them this changes nothing."""
     return Recipe(lr=config.lr, batch_size=config.batch_size, momentum=config.momentum,
-                  weight_decay=config.weight_decay, schedule=MultiStep((decay_epoch(epochs) + 1,), config.decay_factor))
+                  weight_decay=config.weight_decay,
+                  schedule=MultiStep((decay_epoch(epochs) + 1,), config.decay_factor, reset=True))
 
 
 def _expert_loss(config: ExpertConfig) -> Callable[[nn.Module, MicroBatch], Tensor]:
