@@ -444,8 +444,11 @@ def _arch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None,
                    help="comma-separated architectures for cross-architecture scores, e.g. convnet,mlp,lenet,"
                         "alexnet,vgg11,resnet18 (default: the protocol's)")
-    p.add_argument("--path", default="auto", choices=["auto", "vmap", "loop"],
-                   help="training path: vectorised N-model (vmap), plain loop, or auto (default)")
+    p.add_argument("--path", default="auto", choices=["auto", "loop", "fast", "vmap"],
+                   help="training path, the same function at different speeds: loop (one model after another), fast "
+                        "(the loop compiled with torch.compile: pays 15-40 s of compiling once), vmap (the models "
+                        "vectorised; for GPUs), or auto (default: vmap on CUDA; on the CPU whichever of loop and fast "
+                        "measurement on this machine says finishes sooner, timings cached per machine)")
 
 
 def _archs(args: argparse.Namespace) -> list[str] | None:

@@ -22,9 +22,11 @@ from .kd import KDSpec, OnlineLabels, StoredLabels, train_kd
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .report import ACCURACY_UNIT, ArchResult, Report, derived_from
 from .soft import SoftLabels, resolve_soft_labels
-from .trainer import TrainSpec, train_loop, train_vmap
+from .engine import check_precision
+from .paths import choose_path
+from .trainer import TrainSpec, train_fast, train_loop, train_vmap
 
-TRAINERS = {"loop": train_loop, "vmap": train_vmap}
+TRAINERS = {"loop": train_loop, "fast": train_fast, "vmap": train_vmap}
 
 __all__ = ["evaluate", "evaluate_tensors", "Protocol", "PROTOCOLS", "get_protocol", "Report", "ArchResult", "TRAINERS"]
 
@@ -65,7 +67,8 @@ def _train_spec(protocol: Protocol, synset: SyntheticSet) -> TrainSpec:
         lr = float(synset.lr)
     return TrainSpec(epochs=protocol.epochs, lr=lr, momentum=protocol.momentum,
                      weight_decay=protocol.weight_decay, batch_size=protocol.batch_size,
-                     decay_epoch=protocol.decay_epoch(), decay_factor=protocol.lr_decay_factor)
+                     decay_epoch=protocol.decay_epoch(), decay_factor=protocol.lr_decay_factor,
+                     precision=protocol.precision)
 
 
 def _kd_spec(protocol: Protocol, data: RealData) -> KDSpec:
@@ -96,9 +99,10 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
              world: World | None = None, resume: str | Path | None = None) -> Report:
     """Score `synset` under `protocol` for each architecture (default: the protocol's own).
 
-    path: "auto", "vmap" or "loop". auto takes vmap on CUDA for models without batch norm and the
-    loop on the CPU, where grouped convolutions made vmap 0.56x as fast as the loop
-    (benchmarks/results/eval_speed-cpu.md). Soft-label protocols (kd) always take the loop.
+    path: "auto", "loop", "fast" or "vmap" (trainer.py; the same function, at different speeds). auto takes vmap
+    on CUDA for models without batch norm; on the CPU, fast (compiled) or the loop, whichever measurement on this
+    machine says finishes sooner (evaluate/paths.py; a short run takes the loop). Soft-label protocols (kd)
+    always take the loop.
 
     teacher (soft-label protocols only): a committee folder (`dsdistill committee`), one member checkpoint, or a
     dsdistill.teachers.ensemble.Teacher. Given, it labels every crop online, whatever the set stores; not given, the set's
@@ -124,6 +128,9 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
     if proto.label_mode == "soft" and world.sharded:
         raise ConfigError("soft-label protocols (kd) are not sharded across ranks yet; run this evaluation "
                           "in one process")
+    check_precision(proto.precision)
+    if proto.precision != "fp32" and proto.label_mode == "soft":
+        raise ConfigError(f"protocol {proto.name!r}: soft-label protocols train in fp32 only")
     if proto.label_mode not in ("hard", "soft"):
         raise ConfigError(f"protocol {proto.name!r} has an unknown label mode {proto.label_mode!r}")
     if teacher is not None and proto.label_mode == "hard":
@@ -175,7 +182,7 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
             return create_model(arch, data.channels, data.num_classes, data.image_size, **options)
 
         if soft is not None:
-            if path == "vmap":
+            if path in ("vmap", "fast"):
                 raise ConfigError("soft-label protocols train with the loop path; use --path loop or auto")
             start = time.perf_counter()
             out = train_kd(factory, proto.seeds, images, soft.source, _kd_spec(proto, data), test_x, test_y,
@@ -185,12 +192,16 @@ def evaluate(synset: SyntheticSet, protocol: Protocol | str = "dc", *, archs: Se
                                              train_seconds=out.train_seconds, test_seconds=out.test_seconds))
             continue
         batch_norm = has_batch_norm(factory())
-        chosen = path if path != "auto" else ("vmap" if dev.type == "cuda" and not batch_norm else "loop")
-        if chosen == "vmap" and batch_norm:
+        if path == "vmap" and batch_norm:
             raise ConfigError(f"{arch} has batch norm, which couples samples; use --path loop")
         seeds = [seed for i, seed in mine if i == a]
         if not seeds:
             continue
+        chosen = path
+        if path == "auto":
+            chosen, why = choose_path(dev, batch_norm, factory, images, labels, spec, len(seeds))
+            if why:
+                notes.append(f"{arch}: {why}")
         start = time.perf_counter()
         out = TRAINERS[chosen](factory, seeds, images, labels, spec, augment, test_x, test_y,
                                desc=f"{arch} x{len(seeds)}", log=finished.for_arch(f"{arch}/{chosen}"))

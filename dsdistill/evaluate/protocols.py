@@ -40,6 +40,9 @@ class Protocol:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     extras: tuple[tuple[str, Any], ...] = field(default=())  # later protocol families (kd temperature, ...)
     derived_from: tuple[str, str] = ()     # (name, hash) of the protocol this one was sized from (derive); () if none
+    precision: str = "fp32"                # the arithmetic of training and the test pass: fp32, or bf16 (autocast:
+                                           # convolutions and matmuls in bfloat16, weights and sums of the optimiser
+                                           # in fp32); a score under bf16 is another protocol, with its own hash
 
     @property
     def num_models(self) -> int:
@@ -51,6 +54,8 @@ class Protocol:
         d = dataclasses.asdict(self)
         d.pop("description")
         d.pop("derived_from")
+        if d["precision"] == "fp32":   # added later: fp32 is what every protocol computed before, and keeps its hash
+            d.pop("precision")
         return d
 
     def derive(self, **changes: int) -> "Protocol":
@@ -143,6 +148,11 @@ DC_NOAUG = _add(dataclasses.replace(
 DC_QUICK = _add(dataclasses.replace(
     DC, name="dc-quick", epochs=300, seeds=(0, 1, 2),
     description="CPU smoke score: as dc but 300 epochs and 3 models. Not comparable with dc.",
+))
+DC_BF16 = _add(dataclasses.replace(
+    DC, name="dc-bf16", precision="bf16",
+    description="dc in bfloat16 autocast (convolutions and matmuls in bf16, optimiser state in fp32): faster where "
+                "the CPU or GPU has bf16 units. Declared other numerics: not comparable with dc.",
 ))
 MTT = _add(dataclasses.replace(
     DC, name="mtt", lr_source="set",

@@ -1,9 +1,10 @@
 """Train N fresh models on a small training set and score each on the real test set.
 
-Two paths compute the same function:
+Three paths compute the same function:
 - `loop`: one model after another, plain modules and torch.optim (the reference path);
+- `fast`: the loop with every forward compiled by torch.compile (engine.Engine), the CPU's fast path;
 - `vmap`: the N models stacked with torch.func and trained as one vectorised model, each with its
-  own init, data order and augmentation draws (the fast path for models without batch-coupled
+  own init, data order and augmentation draws (for GPUs, models without batch-coupled
   normalisation; BatchNorm models always take the loop path).
 Every random draw comes from a generator derived from (model seed, purpose, epoch, batch), so both
 paths see the same draws and a rerun gives the same accuracies.
@@ -24,6 +25,7 @@ from .._progress import progress
 from .._seed import seeded_init
 from ..train.loop import Augment, Augmentation, Data, MicroBatch, batch_order, train_epochs, train_model
 from ..train.recipe import MultiStep, Recipe
+from .engine import Engine
 from .finished import ArchLog, FinishedModel, ModelPoint
 
 ORDER, AUG = "eval-order", "eval-aug"  # the purposes of the data-order and augmentation generators
@@ -39,6 +41,7 @@ class TrainSpec:
     batch_size: int
     decay_epoch: int
     decay_factor: float
+    precision: str = "fp32"    # Protocol.precision (engine.PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,11 @@ def eval_recipe(spec: TrainSpec) -> Recipe:
                   schedule=MultiStep((spec.decay_epoch,), spec.decay_factor, reset=True))
 
 
-def _cross_entropy(model: nn.Module, batch: MicroBatch) -> Tensor:
-    return F.cross_entropy(model(batch.x), batch.y)
+def cross_entropy_with(engine: Engine) -> Callable[[nn.Module, MicroBatch], Tensor]:
+    def loss(model: nn.Module, batch: MicroBatch) -> Tensor:
+        with engine.autocast(batch.x.device):
+            return F.cross_entropy(engine.forward(model)(batch.x), batch.y)
+    return loss
 
 
 def make_models(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device) -> list[nn.Module]:
@@ -77,10 +83,17 @@ def _accuracy(predict: Callable[[Tensor], Tensor], test_x: Tensor, test_y: Tenso
     return correct.double() / len(test_y)
 
 
-def score_models(models: Sequence[nn.Module], start: float, test_x: Tensor, test_y: Tensor) -> TrainResult:
+def score_models(models: Sequence[nn.Module], start: float, test_x: Tensor, test_y: Tensor,
+                 engine: Engine = Engine()) -> TrainResult:
     """Final-epoch test accuracy of trained plain models, with the training time (since `start`) and the test time."""
     trained = time.perf_counter()
-    accs = _accuracy(lambda x: torch.stack([m(x) for m in models]), test_x, test_y)
+    forwards = [engine.forward(m) for m in models]
+
+    def predict(x: Tensor) -> Tensor:
+        with engine.autocast(x.device):
+            return torch.stack([f(x) for f in forwards])
+
+    accs = _accuracy(predict, test_x, test_y)
     return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
 
 
@@ -102,7 +115,7 @@ def trains_with(data: Data, recipe: Recipe, epochs: int, loss: Callable[[nn.Modu
 
 def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device, train_one: TrainOne,
                epochs: int, test_x: Tensor, test_y: Tensor, desc: str = "train",
-               log: ArchLog | None = None) -> TrainResult:
+               log: ArchLog | None = None, engine: Engine = Engine()) -> TrainResult:
     """One fresh model per seed, trained by `train_one` and scored as soon as it is trained. With a `log`
     (dsdistill.evaluate.finished) the models it holds are not retrained, the model in training is saved every
     minute or so, and an interrupted model continues from its saved epoch."""
@@ -111,7 +124,7 @@ def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: t
     for seed in seeds:
         done = log.get(seed) if log is not None else None
         if done is None:
-            done = _train_and_score(factory, seed, device, train_one, test_x, test_y, bar, log)
+            done = _train_and_score(factory, seed, device, train_one, test_x, test_y, bar, log, engine)
         else:
             bar.update(epochs)
         finished.append(done)
@@ -120,7 +133,7 @@ def train_each(factory: Callable[[], nn.Module], seeds: Sequence[int], device: t
 
 
 def _train_and_score(factory: Callable[[], nn.Module], seed: int, device: torch.device, train_one: TrainOne,
-                     test_x: Tensor, test_y: Tensor, bar: Any, log: ArchLog | None) -> FinishedModel:
+                     test_x: Tensor, test_y: Tensor, bar: Any, log: ArchLog | None, engine: Engine) -> FinishedModel:
     start = time.perf_counter()
     model = make_models(factory, [seed], device)[0]
     point = log.point(seed, device) if log is not None else None
@@ -136,7 +149,7 @@ def _train_and_score(factory: Callable[[], nn.Module], seed: int, device: torch.
             log.save_point(seed, lambda: ModelPoint(epoch, model.state_dict(), opt.state_dict(),
                                                     spent + time.perf_counter() - start))
     model.eval()
-    scored = score_models([model], start, test_x, test_y)
+    scored = score_models([model], start, test_x, test_y, engine)
     done = FinishedModel(scored.accuracies[0], spent + scored.train_seconds, scored.test_seconds)
     if log is not None:
         log.add(seed, done)
@@ -145,11 +158,20 @@ def _train_and_score(factory: Callable[[], nn.Module], seed: int, device: torch.
 
 def train_loop(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
                spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
-               desc: str = "train", log: ArchLog | None = None) -> TrainResult:
-    """Reference path: plain modules, one after another."""
+               desc: str = "train", log: ArchLog | None = None, compiled: bool = False) -> TrainResult:
+    """Reference path: plain modules, one after another (compiled: the fast path, engine.Engine)."""
+    engine = Engine(spec.precision, compiled)
     aug = None if augment is None else Augmentation(augment, AUG)
-    train_one = trains_with(Data(images, labels, ORDER), eval_recipe(spec), spec.epochs, _cross_entropy, aug)
-    return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log)
+    train_one = trains_with(Data(images, labels, ORDER), eval_recipe(spec), spec.epochs, cross_entropy_with(engine),
+                            aug)
+    return train_each(factory, seeds, images.device, train_one, spec.epochs, test_x, test_y, desc, log, engine)
+
+
+def train_fast(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
+               spec: TrainSpec, augment: Augment | None, test_x: Tensor, test_y: Tensor,
+               desc: str = "train", log: ArchLog | None = None) -> TrainResult:
+    """The loop with each forward compiled (engine.Engine): the same models and draws, fused kernels."""
+    return train_loop(factory, seeds, images, labels, spec, augment, test_x, test_y, desc, log, compiled=True)
 
 
 def train_vmap(factory: Callable[[], nn.Module], seeds: Sequence[int], images: Tensor, labels: Tensor,
@@ -200,9 +222,12 @@ def _train_stacked(factory: Callable[[], nn.Module], seeds: Sequence[int], image
             xs = [images[o[b]] if aug is None else aug(images[o[b]], seed, epoch, b) for o, seed in zip(orders, seeds)]
             yield [(torch.stack(xs), torch.stack([labels[o[b]] for o in orders]))]
 
+    engine = Engine(spec.precision)
+
     def loss(batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
-        per_sample = F.cross_entropy(batched(params, buffers, x).flatten(0, 1), y.flatten(), reduction="none")
+        with engine.autocast(device):
+            per_sample = F.cross_entropy(batched(params, buffers, x).flatten(0, 1), y.flatten(), reduction="none")
         return per_sample.view(n_models, -1).mean(1).sum()
 
     bar = progress(total=spec.epochs, desc=desc, unit="epoch")
@@ -210,5 +235,9 @@ def _train_stacked(factory: Callable[[], nn.Module], seeds: Sequence[int], image
         bar.update(1)
     bar.close()
     trained = time.perf_counter()
-    accs = _accuracy(lambda x: shared_input(params, buffers, x), test_x, test_y)
+    def predict(x: Tensor) -> Tensor:
+        with engine.autocast(device):
+            return shared_input(params, buffers, x)
+
+    accs = _accuracy(predict, test_x, test_y)
     return TrainResult(accs.tolist(), trained - start, time.perf_counter() - trained)
