@@ -359,3 +359,14 @@ def test_fyi_dsa_sampler_is_selectable_and_off_by_default(tiny_real):
         fyi.dsa(dataclasses.replace(tiny_real, digits=True))
     with pytest.raises(ConfigError, match="dsa_sampler must be one of"):
         create_synthesizer("dm", dsa_sampler="sometimes").dsa(tiny_real)
+
+
+def test_compiled_feature_pass_is_the_same_function(tiny_real):
+    """--set compile=true compiles DM's feature passes (DataDAM and NCFM share them): the same images to float
+    rounding, and the option stays out of the run's key when off (the records before it keep theirs)."""
+    eager = small("dm").fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+    fast = small("dm", compile=True).fit(tiny_real, 2, seed=0, budget=Budget(iterations=2))
+    assert torch.allclose(eager.images, fast.images, atol=1e-4)
+    from dsdistill.synthesizers.base import keyed_config
+    assert "compile" not in keyed_config(dataclasses.asdict(small("dm").config))
+    assert keyed_config(dataclasses.asdict(small("dm", compile=True).config))["compile"] is True

@@ -20,6 +20,7 @@ from weakref import WeakKeyDictionary
 import torch
 from torch import Tensor, nn
 
+from .._compile import compiled
 from ..errors import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}   # Protocol.precision -> the autocast dtype (None: off)
@@ -63,21 +64,5 @@ class Engine:
             return model
         fn = self._forwards.get(model)
         if fn is None:
-            fn = self._forwards[model] = _compile(model)
+            fn = self._forwards[model] = compiled(model, type(model).__name__, "use --path loop")
         return fn
-
-
-def _compile(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """torch.compile(model), with a compiler failure (no C++ compiler, an unsupported op) as one clear line."""
-    compiled = torch.compile(model, dynamic=False)
-
-    def run(x: Tensor) -> Tensor:
-        try:
-            return compiled(x)
-        except Exception as exc:  # inductor raises many kinds (BackendCompilerFailed, CalledProcessError, ...)
-            if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "subprocess")):
-                raise ConfigError(f"--path fast could not compile {type(model).__name__} "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use --path loop") from exc
-            raise
-
-    return run

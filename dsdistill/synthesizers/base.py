@@ -100,7 +100,7 @@ _OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points",
 
 # options added after records were stored, with the value that gives the bytes of before: at that value they stay
 # out of a recipe and a checkpoint identity, so the keys of every record made before them stay valid (as zca does)
-_ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0, "dsa_sampler": "dsa"}
+_ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0, "dsa_sampler": "dsa", "compile": False}
 
 
 def keyed_config(config: dict[str, Any]) -> dict[str, Any]:

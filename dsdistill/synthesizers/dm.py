@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .._seed import make_generator, seeded_init
 from ..augment import DSA, DSAConfig, always_flip_for, dsa_strategy_for
 from ..data import RealData
+from .._compile import compiled
 from ..errors import ConfigError
 from ..models import create_model, has_batch_norm
 from .base import State, SynthConfig, Synthesizer
@@ -41,6 +42,9 @@ class DMConfig(SynthConfig):
                                    # half as fast with 2.4-4x the memory (benchmarks/results/synth_speed-cpu.md).
     joint_memory_gb: float = JOINT_MEMORY_GB  # ours: a joint pass goes in chunks of classes that fit this many GB
                                    # of activations (synthesizers/joint.py says why 8)
+    compile: bool = False          # ours: torch.compile the network's passes (the real batch's no-grad forward, most
+                                   # of an iteration, and the synthetic forward): the same function to float
+                                   # rounding, compiled once per run (benchmarks/synth_speed.py measures it)
 
 
 @dataclass
@@ -48,6 +52,17 @@ class Features:
     """What a network says about a batch, with a leading class axis: [K, n, ...]."""
     maps: list[Tensor]
     embedding: Tensor
+
+
+def _features_and_embed(net: nn.Module, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    return net.features_and_embed(x)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_features():
+    """One compiled feature pass per process: every iteration's fresh network is the same graph with other
+    parameters (they are graph inputs), so it compiles once per batch shape and grad mode."""
+    return compiled(_features_and_embed, "the feature pass", "drop --set compile=true")
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,7 +122,8 @@ class DM(Synthesizer):
 
     def _features(self, net: nn.Module, batches: list[Tensor]) -> Features:
         k = len(batches)
-        maps, emb = net.features_and_embed(torch.cat(batches))
+        embed = _compiled_features() if self.config.compile else _features_and_embed
+        maps, emb = embed(net, torch.cat(batches))
         if not self.needs_maps():
             maps = []
         return Features([m.reshape(k, -1, *m.shape[1:]) for m in maps], emb.reshape(k, -1, emb.shape[-1]))
