@@ -38,10 +38,10 @@ test: setup data
 # random selection of the same size scored under dc-quick, printed as one table (about 15 minutes).
 demo: setup data
 	@mkdir -p $(DEMO)
-	$(PY) -m dsdistill distill --method datadam.fmnist-cpu --dataset fashion-mnist --ipc 10 --seed 0 \
-	    --iterations 100 --out $(DEMO)/datadam-ipc10.h5
-	$(PY) -m dsdistill select --method random --dataset fashion-mnist --ipc 10 --seed 0 --out $(DEMO)/random-ipc10.h5
-	$(PY) -m dsdistill compare $(DEMO)/datadam-ipc10.h5 $(DEMO)/random-ipc10.h5 --protocol dc-quick \
+	$(PY) -m dsdistill distill --method datadam.fmnist-cpu --dataset fashion-mnist --ipc 1 --seed 0 \
+	    --iterations 100 --out $(DEMO)/datadam-ipc1.h5
+	$(PY) -m dsdistill select --method random --dataset fashion-mnist --ipc 1 --seed 0 --out $(DEMO)/random-ipc1.h5
+	$(PY) -m dsdistill compare $(DEMO)/datadam-ipc1.h5 $(DEMO)/random-ipc1.h5 --protocol dc-quick \
 	    --json $(DEMO)/compare.dc-quick.json
 
 clean:

@@ -25,6 +25,7 @@ change the cost of an iteration). Cells the toolkit has no preset for are listed
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import header, peak_mib, write_results  # noqa: E402
+from _common import hardware, header, peak_mib, utc_now, write_results  # noqa: E402
 
 ASSUMED_TFLOPS = 10.0   # ours: sustained FP32 on one datacentre GPU (about half an A100's 19.5 TFLOP/s peak)
 GPU_GB = 80.0           # the question asked: one 80 GB GPU
@@ -231,6 +232,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=12.0,
                     help="after this long, cells are no longer timed (their memory is still projected)")
     ap.add_argument("--quick", action="store_true", help="the smallest cell only (the test)")
+    ap.add_argument("--only", default=None, metavar="PATTERN",
+                    help="rerun only the cells whose spec matches (fnmatch, e.g. 'cvdd*'); with --out naming an "
+                         "existing table, their rows replace the old ones and the rest are kept (the header says so)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -238,7 +242,8 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker), args.classes)))
         return
     start, lines = time.monotonic(), []
-    for cell in cells(args.quick):
+    chosen = [c for c in cells(args.quick) if args.only is None or fnmatch.fnmatch(c["spec"] or c["method"], args.only)]
+    for cell in chosen:
         if not cell["spec"]:
             lines.append(row(cell, None, "the toolkit has no preset for this published MTT row"))
             continue
@@ -260,6 +265,9 @@ def main() -> None:
     table = ["| cell | s/iteration: measured -> projected to K classes (CPU) | CPU peak MiB (measured) | "
              "projected GPU GB at K classes | fits 80 GB | TFLOP/iteration (K classes) | published iterations | "
              f"GPU hours at {ASSUMED_TFLOPS:g} TFLOP/s (assumed) |", "|---|---|---|---|---|---|---|---|", *lines]
+    if args.only and args.out and Path(args.out).exists():
+        write_results(args.out, _merged(Path(args.out).read_text().splitlines(), chosen, lines, args.only))
+        return
     write_results(args.out, header("Paper-settings dry run (2 iterations per cell, CPU)") + [
         "How each figure is projected: benchmarks/paper_dryrun.py's docstring. In short: time and FLOPs measured "
         f"on --classes {args.classes} classes and scaled by K / classes; GPU memory = real set resident + "
@@ -267,6 +275,20 @@ def main() -> None:
         f"+ {CONTEXT_GB:g} GB context; GPU hours = FLOPs x published iterations at an assumed "
         f"{ASSUMED_TFLOPS:g} TFLOP/s. NCFM with a random extractor; MTT's experts and CV-DD's committee built "
         "here for timing only (1 epoch / the preset's epochs on 2 images per class).", "", *table])
+
+
+def _merged(old: list[str], chosen: list[dict], rows: list[str], pattern: str) -> list[str]:
+    """The old table with the rows of the rerun cells replaced (in place), and a header line saying which rows
+    were rerun, by what command, on what hardware and when."""
+    fresh = {f"| {c['dataset']} IPC {c['ipc']} {c['spec'] or c['method']}": r for c, r in zip(chosen, rows)}
+    out = []
+    for line in old:
+        key = next((k for k in fresh if line.startswith(k + " ") or line.startswith(k + " (")), None)
+        out.append(fresh[key] if key else line)
+        if line.startswith("Date: "):
+            out.append(f"Rows matching `{pattern}` rerun: `python {' '.join(sys.argv)}`, {hardware(features=True)}, "
+                       f"{utc_now()}")
+    return out
 
 
 if __name__ == "__main__":
