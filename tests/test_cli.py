@@ -58,6 +58,24 @@ def test_distill_and_resume(fake_fmnist_root, tmp_path, capsys):
         assert json.loads(f.attrs["method_config"])["flip"] is True
 
 
+def test_distill_writes_snapshots_at_the_minutes_asked(fake_fmnist_root, tmp_path, capsys):
+    """--snapshot-minutes: the set as it stood at each time, in its own file with its own seconds and iterations;
+    a time the run never reaches writes nothing."""
+    from dsdistill.synset import SyntheticSet
+    out = tmp_path / "dm.h5"
+    code, _, err = run(capsys, "distill", "--method", "dm", "--ipc", "1", "--out", str(out), "--data-root",
+                       fake_fmnist_root, "--device", "cpu", "--set", "width=8", "--set", "batch_real=4",
+                       "--iterations", "3", "--snapshot-minutes", "0.000001,600")
+    assert code == 0 and out.exists() and "snapshot" in err
+    snap = SyntheticSet.load(tmp_path / "dm-snap1e-06min.h5")
+    assert snap.extra["snapshot_minutes"] == 1e-6 and snap.distill_iterations == 1
+    assert snap.extra["command"].startswith("dsdistill distill --method dm") and snap.distill_seconds > 0
+    assert not (tmp_path / "dm-snap600min.h5").exists()
+    code, _, err = run(capsys, "distill", "--method", "dm", "--ipc", "1", "--out", str(out), "--iterations", "1",
+                       "--snapshot-minutes", "20,5")
+    assert code == 2 and "increasing" in err
+
+
 def test_whole_dataset_score_is_cached(fake_fmnist_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DSDISTILL_CACHE", str(tmp_path / "cache"))
     argv = ["evaluate", "--whole", "--dataset", "fashion-mnist", "--protocol", "smoke",

@@ -370,3 +370,18 @@ def test_compiled_feature_pass_is_the_same_function(tiny_real):
     from dsdistill.synthesizers.base import keyed_config
     assert "compile" not in keyed_config(dataclasses.asdict(small("dm").config))
     assert keyed_config(dataclasses.asdict(small("dm", compile=True).config))["compile"] is True
+
+
+def test_snapshots_go_to_the_callback_and_a_resume_skips_the_times_passed(tiny_real, tmp_path):
+    taken = []
+    budget = Budget(iterations=2, snapshot_minutes=(1e-9, 1e-8))
+    small("dm").fit(tiny_real, 1, budget=budget, snapshot=taken.append, checkpoint=tmp_path / "a.ckpt")
+    assert [s.extra["snapshot_minutes"] for s in taken] == [1e-9, 1e-8] and taken[0].distill_iterations == 1
+    with pytest.raises(ConfigError, match="snapshot callback"):
+        small("dm").fit(tiny_real, 1, budget=budget)
+    from dsdistill._distributed import World
+    assert small("dm")._snapshot_plan(budget, taken.append, World(), elapsed=1.0) == []   # both times passed
+    with pytest.raises(ConfigError, match="increasing"):
+        Budget(iterations=1, snapshot_minutes=(5, 5))
+    with pytest.raises(ConfigError, match="takes no snapshot"):
+        small("random").fit(tiny_real, 1, snapshot=taken.append)

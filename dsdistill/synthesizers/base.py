@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
@@ -283,8 +283,10 @@ class Synthesizer(Method):
 
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
             checkpoint: str | Path | None = None, resume: bool = False,
-            world: World | None = None) -> SyntheticSet | None:
-        """Run to the budget and export. Without a budget: the preset's iterations, else the method's own schedule,
+            world: World | None = None, snapshot: Callable[[SyntheticSet], None] | None = None) -> SyntheticSet | None:
+        """Run to the budget and export. At each of the budget's snapshot_minutes of distillation time, the set as
+        it stands then goes to `snapshot` (its distill_seconds and distill_iterations say when; extra
+        "snapshot_minutes" names the time asked for); a resumed run skips the times its checkpoint had passed. Without a budget: the preset's iterations, else the method's own schedule,
         else DEFAULT_BUDGET (`budget.choose_budget`). Under torchrun (`world` sharded) `real` holds this rank's
         classes (`distributed.load_shard`); rank 0 returns the whole set, the other ranks None."""
         world = world or World()
@@ -303,6 +305,7 @@ class Synthesizer(Method):
                 raise CheckpointError("--resume needs a checkpoint path")
             self._load_checkpoint(ckpt_path, state, identity, world)
         last_save, saved_at = time.monotonic(), state.iteration if resume else -1
+        pending = self._snapshot_plan(budget, snapshot, world, state.elapsed)
         start_elapsed = state.elapsed
         start = time.monotonic()
         total = budget.iterations
@@ -325,6 +328,10 @@ class Synthesizer(Method):
                 state.elapsed = elapsed
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4g}")
+                while pending and state.elapsed >= 60 * pending[0]:
+                    taken = self.export(real, state, seed)
+                    taken.extra["snapshot_minutes"] = pending.pop(0)
+                    snapshot(taken)
                 if ckpt_path and (due or stop):
                     self._save_checkpoint(ckpt_path, state, identity, keep_previous=world.sharded)
                     last_save, saved_at = time.monotonic(), state.iteration
@@ -338,6 +345,18 @@ class Synthesizer(Method):
             return self.export(real, state, seed)
         images = world.gather_rows(self.stored_images(real, state).detach(), "gathering the images on rank 0")
         return self.export(real, state, seed, images) if images is not None else None
+
+    @staticmethod
+    def _snapshot_plan(budget: Budget | None, snapshot: Callable | None, world: World, elapsed: float) -> list[float]:
+        """The snapshot minutes still ahead of `elapsed` (a resumed run wrote the earlier ones)."""
+        minutes = list(budget.snapshot_minutes) if budget is not None else []
+        if not minutes:
+            return []
+        if snapshot is None:
+            raise ConfigError("snapshot_minutes needs a snapshot callback (fit(..., snapshot=fn))")
+        if world.sharded:
+            raise ConfigError("--snapshot-minutes runs in one process: a snapshot would gather every rank's images")
+        return [m for m in minutes if 60 * m > elapsed]
 
     def _check_classes(self, real: RealData, world: World) -> None:
         """One process needs every class; a rank exactly the classes it serves."""

@@ -23,6 +23,8 @@ from ..errors import ConfigError
 class Budget:
     iterations: int | None = None
     minutes: float | None = None
+    snapshot_minutes: tuple[float, ...] = ()   # distillation minutes at which fit() hands a snapshot of the set to
+                                               # its `snapshot` callback (accuracy against distillation time)
 
     def __post_init__(self) -> None:
         if self.iterations is None and self.minutes is None:
@@ -33,6 +35,10 @@ class Budget:
             raise ConfigError(f"--iterations must be a whole number, got {self.iterations!r}")
         if (self.iterations is not None and self.iterations < 1) or (self.minutes is not None and self.minutes <= 0):
             raise ConfigError("the budget must be positive")
+        snaps = tuple(self.snapshot_minutes)
+        if any(not math.isfinite(m) or m <= 0 for m in snaps) or list(snaps) != sorted(set(snaps)):
+            raise ConfigError(f"--snapshot-minutes must be increasing positive minutes, got {','.join(map(str, snaps))}")
+        self.snapshot_minutes = snaps
 
     def done(self, it: int, elapsed: float) -> bool:
         return ((self.iterations is not None and it >= self.iterations)
@@ -41,7 +47,8 @@ class Budget:
     def describe(self) -> str:
         parts = ([f"{self.iterations} iteration{'s' * (self.iterations != 1)}"] if self.iterations is not None else []) + \
                 ([f"{self.minutes:g} minutes"] if self.minutes is not None else [])
-        return " or ".join(parts)
+        snaps = f", snapshots at {', '.join(f'{m:g}' for m in self.snapshot_minutes)} min" if self.snapshot_minutes else ""
+        return " or ".join(parts) + snaps
 
 
 DEFAULT_BUDGET = Budget(iterations=100)

@@ -47,7 +47,7 @@ class Method(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
-            resume: bool = False, world: Any = None) -> SyntheticSet | None:
+            resume: bool = False, world: Any = None, snapshot: Any = None) -> SyntheticSet | None:
         """Build the set; real data is already on the device the method should use. Every method takes the same
         arguments and refuses others; a selection refuses a budget (it has none)."""
 

@@ -28,10 +28,11 @@ from .method import Method, NoConfig, check_ipc, check_seed, new_set
 from .registry import register
 
 
-def refuse_run_options(method: Method, budget: Any, checkpoint: Any, resume: bool, world: Any) -> None:
+def refuse_run_options(method: Method, budget: Any, checkpoint: Any, resume: bool, world: Any,
+                       snapshot: Any = None) -> None:
     """A selection is one pass with no iterations: a budget, a checkpoint or a process group means a mistake."""
     given = [name for name, value in (("budget", budget), ("checkpoint", checkpoint), ("resume", resume),
-                                      ("world", world)) if value]
+                                      ("world", world), ("snapshot", snapshot)) if value]
     if given:
         raise ConfigError(f"{method.name} is a {method.kind} method: it takes no {', '.join(given)} (no iterations "
                           "to budget, checkpoint or split)")
@@ -52,8 +53,8 @@ class Selector(Method):
         """Positions within real.train.class_index[c] of the chosen images."""
 
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
-            resume: bool = False, world: Any = None) -> SyntheticSet:
-        refuse_run_options(self, budget, checkpoint, resume, world)
+            resume: bool = False, world: Any = None, snapshot: Any = None) -> SyntheticSet:
+        refuse_run_options(self, budget, checkpoint, resume, world, snapshot)
         check_seed(seed)
         check_ipc(real, ipc)
         prepared = self.prepare(real, seed)
@@ -168,8 +169,8 @@ class WholeDataset(Method):
     supports_view = False
 
     def fit(self, real: RealData, ipc: int = 0, seed: int = 0, *, budget: Any = None, checkpoint: Any = None,
-            resume: bool = False, world: Any = None) -> SyntheticSet:
-        refuse_run_options(self, budget, checkpoint, resume, world)
+            resume: bool = False, world: Any = None, snapshot: Any = None) -> SyntheticSet:
+        refuse_run_options(self, budget, checkpoint, resume, world, snapshot)
         order = torch.cat(real.train.class_index)
         return new_set(real, real.train.images[order], self.name, self.config, seed,
                        labels=real.train.labels[order])
