@@ -11,7 +11,8 @@ code, so their spellings are fixed here and must not change:
 - `hardware()`: "CPU model, N logical cores, torch V (T threads)[, GPU name]". The CPU model name alone often
   says little ("Intel(R) Xeon(R) Processor" on some clouds), so `cpu_features()` reads what the CPU can do from
   /proc/cpuinfo's flags (AVX-512, AMX-BF16, ...) instead of anyone assuming it; `hardware(features=True)` adds
-  them (benchmark tables; records keep the plain line).
+  them (benchmark tables, and store records since 2026-12-04: two AMD EPYCs of this project, one with
+  AVX-512 and one without, printed the same plain line).
 - `reset_peak_memory(device)` / `peak_memory(device)`: the peak allocated by torch on CUDA, the process's peak
   resident set (VmHWM) on the CPU.
 """
@@ -90,7 +91,7 @@ def cpu_features() -> tuple[str, ...]:
 
 
 def hardware(features: bool = False) -> str:
-    """One line naming the machine the numbers came from (stored in records: keep its spelling)."""
+    """One line naming the machine the numbers came from (records store it with features=True)."""
     cpu = cpu_model()
     if features and cpu_features():
         cpu += f" ({', '.join(cpu_features())})"

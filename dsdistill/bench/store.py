@@ -172,7 +172,7 @@ def open_store(root: str | os.PathLike | None = None, *, existing: bool = False)
 
 def provenance(command: str) -> dict[str, Any]:
     """What every record says about how it was made."""
-    return {"command": command, "hardware": hardware(), "dsdistill_version": __version__,
+    return {"command": command, "hardware": hardware(features=True), "dsdistill_version": __version__,
             "torch_version": str(torch.__version__), "python": platform.python_version(), "created_utc": utc_now()}
 
 

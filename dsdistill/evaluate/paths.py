@@ -36,7 +36,7 @@ def choose_path(device: torch.device, batch_norm: bool, factory: Callable[[], nn
         return ("loop" if batch_norm else "vmap"), ""
     batch = images[:spec.batch_size], labels[:spec.batch_size]
     steps = spec.epochs * math.ceil(len(images) / spec.batch_size) * models
-    key = f"{hardware()} | {type(factory()).__name__} | {tuple(batch[0].shape)} | {spec.precision}"
+    key = f"{hardware(features=True)} | {type(factory()).__name__} | {tuple(batch[0].shape)} | {spec.precision}"
     timings = _cached(key)
     if timings is None:
         loop_step = _step_seconds(factory, batch, Engine(spec.precision))[1]
