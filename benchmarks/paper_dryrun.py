@@ -180,8 +180,8 @@ def worker(cell: dict, classes: int) -> dict:
     k_used = min(classes, spec.num_classes)
     batch_real = {"dm": 256, "datadam": 256, "ncfm": 1024}.get(cell["method"], 2)
     per_class = min(batch_real, native_train_size(cell["dataset"]) // spec.num_classes)
-    if cell["method"] == "cvdd":
-        per_class = max(per_class, 3)
+    if cell["method"] == "cvdd":   # its medium init picks IPC of the ranked candidates: at least IPC real images
+        per_class = max(per_class, 3, cell["ipc"])
     _, real = fake_real(cell["dataset"], k_used, per_class)
     with tempfile.TemporaryDirectory() as tmp:
         synth = build_method(cell, real, Path(tmp))

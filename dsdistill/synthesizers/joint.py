@@ -50,7 +50,7 @@ def activation_bytes(net: nn.Module, image: Tensor) -> int:
         try:
             net.eval()
             with torch.no_grad():
-                net(image[:1])
+                net(image[:1].detach())   # a view of a leaf taken under no_grad trips torch's module tracker (FlopCounterMode)
         finally:
             for h in handles:
                 h.remove()
