@@ -200,3 +200,13 @@ def test_dm_step_reads_the_device_once_per_iteration(tiny_real, monkeypatch):
     assert calls == []
     assert len(figures["class_losses"]) == 4 and figures["loss"] == sum(figures["class_losses"])
     assert set(figures) >= {"sam", "mmd"}
+
+
+def test_activation_bytes_under_a_flop_counter():
+    """The paper dry run counts FLOPs (FlopCounterMode) while a joint pass sizes itself on a synthetic image, a
+    leaf that requires grad: the probe forward must not hand the module tracker a no-grad view of it."""
+    from torch.utils.flop_counter import FlopCounterMode
+    net = create_model("convnet", 1, 4, 28, width=12, depth=2)
+    x = torch.randn(2, 1, 28, 28, requires_grad=True)
+    with FlopCounterMode(display=False):
+        assert activation_bytes(net, x) > 0
