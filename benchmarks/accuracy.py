@@ -36,6 +36,7 @@ def make_set(spec: str, ipc: int, seed: int, args, real, out: Path) -> Synthetic
     synset = method.fit(real, ipc, seed=seed, **kwargs)
     synset.extra["command"] = " ".join(sys.argv)
     synset.save(out)
+    Path(str(out) + ".ckpt").unlink(missing_ok=True)   # the set is written: its run state is no longer needed
     return synset
 
 
