@@ -725,7 +725,10 @@ def test_table_names_and_figures():
     table = Table("fashion-mnist", 10, "hard", "dc", 1, "abcdef0123456789", [row])
     assert plot_name("acc-vs-time", table, True) == "acc-vs-time-fashion-mnist-dc-abcdef01-ipc10.png"
     assert plot_name("acc-vs-ipc", table, False) == "acc-vs-ipc-fashion-mnist-dc-abcdef01.png"
-    assert grid_name("benchmarks/results/store/sets/fashion-mnist/dm-ipc10-seed0.h5") == "dm-ipc10-seed0.png"
+    name = grid_name("benchmarks/results/store/sets/fashion-mnist/dm-ipc10-seed0.h5")
+    assert name.startswith("dm-ipc10-seed0-") and name.endswith(".png")
+    # two result folders holding a set file of the same name get two pictures (a rerun beside its old record)
+    assert grid_name("benchmarks/results/a/sets/x-ipc1-seed0.h5") != grid_name("benchmarks/results/b/sets/x-ipc1-seed0.h5")
     assert mean_seconds(row) == 2.0 and mean_seconds(Row("random", "selection")) is None
     assert welch([0.5], [0.6, 0.7]) is None and welch([0.5, 0.5], [0.5, 0.5]) is None
     near, far = welch([0.50, 0.52, 0.51], [0.51, 0.53, 0.52]), welch([0.50, 0.52, 0.51], [0.70, 0.72, 0.71])
@@ -738,7 +741,8 @@ def test_set_grids_draw_a_zca_set_in_pixels(tmp_path, fake_fmnist_root):
     create_synthesizer("random").fit(load_dataset("fashion-mnist", fake_fmnist_root, zca=True), 1, seed=0).save(path)
     table = Table("fashion-mnist", 1, "hard", "smoke", 1, "0" * 16,
                   [Row("random", "selection", accuracies=[0.5], seeds=[0], set_paths=[str(path)])])
-    assert set_grids([table], tmp_path / "sets") == [tmp_path / "sets" / "random-zca-ipc1-seed0.png"]
+    assert set_grids([table], tmp_path / "sets") == [tmp_path / "sets" / grid_name(str(path))]
+    assert (tmp_path / "sets" / grid_name(str(path))).stat().st_size > 0
 
 
 # ------------------------------------------------------------------ library functions behind bench, report, manifest

@@ -9,6 +9,8 @@ appendix, unranked. Rows and tables are sorted, so the same store always gives t
 """
 from __future__ import annotations
 
+import hashlib
+
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -231,8 +233,10 @@ def mean_seconds(row: Row) -> float | None:
 
 
 def grid_name(set_path: str) -> str:
-    """The file name of a set's image grid (under the plot folder's sets/)."""
-    return f"{Path(set_path).stem}.png"
+    """The file name of a set's image grid (under the plot folder's sets/): its stem and a short hash of its path,
+    since two result folders can hold set files of the same name (a rerun beside the record it replaced)."""
+    tag = hashlib.sha256(Path(set_path).as_posix().encode()).hexdigest()[:6]
+    return f"{Path(set_path).stem}-{tag}.png"
 
 
 def plot_name(kind: str, t: Table, ipc: bool) -> str:
