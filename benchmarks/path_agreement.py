@@ -60,7 +60,8 @@ def main() -> None:
         rows.append(f"| {Path(path).name} | {synset.ipc} | {mean(before)} | {mean(after)} | "
                     f"{', '.join(f'{100 * a:.2f}' for a in after)} | {t:.2f} | {pval:.3f} | {record['hardware']} |")
         print(rows[-1], flush=True)
-    write_results(args.out, header(f"Score agreement: path {args.path} under {proto.name} against the stored dc loop") + [
+    title = f"Score agreement: path {args.path} under {proto.name} against the stored dc loop"
+    write_results(args.out, header(title) + [
         f"Each set's {reference.num_models} listed models (seeds {', '.join(map(str, reference.seeds))}) trained with "
         f"path `{args.path}` under `{proto.name}` on this machine, against the same set's stored `dc` record (path "
         "loop). Welch's t-test (unequal variances); std is the population std. The stored record may come from "

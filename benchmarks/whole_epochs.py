@@ -97,7 +97,8 @@ def main() -> None:
         f"{len(val.labels)} held-out images after every epoch; no test image is used. Best {100 * best:.2f}%; "
         f"the first epoch within {args.tolerance} points of it: P = {plateau}. Chosen length E = 2P = "
         f"{2 * plateau} epochs (lr x{dc.lr_decay_factor} at half). {len(index)} training images; training took "
-        f"{elapsed / 60:.1f} minutes on this machine (resumes included).", "", json.dumps({"plateau": plateau, "epochs": 2 * plateau}), "", *rows])
+        f"{elapsed / 60:.1f} minutes on this machine (resumes included).", "",
+        json.dumps({"plateau": plateau, "epochs": 2 * plateau}), "", *rows])
 
 
 if __name__ == "__main__":

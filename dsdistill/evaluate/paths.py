@@ -52,7 +52,8 @@ def choose_path(device: torch.device, batch_norm: bool, factory: Callable[[], nn
                   f"{1e3 * timings['fast_step']:.1f} ms/step + {timings['fast_compile']:.0f} s compile, {steps} steps)")
 
 
-def _step_seconds(factory: Callable[[], nn.Module], batch: tuple[Tensor, Tensor], engine: Engine) -> tuple[float, float]:
+def _step_seconds(factory: Callable[[], nn.Module], batch: tuple[Tensor, Tensor],
+                  engine: Engine) -> tuple[float, float]:
     """(first step's seconds, mean seconds of the next PROBE_STEPS) of SGD on a throwaway model."""
     model = factory().to(batch[0].device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

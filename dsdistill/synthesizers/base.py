@@ -139,6 +139,8 @@ class _StopSignals:
 class Synthesizer(Method):
     """Base of every iterative synthesizer."""
 
+    Config: ClassVar[type] = SynthConfig
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     # FYI's code (cvlab-yonsei/FYI) runs its flip with its own DSA sampler for these methods (DC/DSA/DM and MTT);
     # elsewhere the flip view is our extension and keeps the method's augmentation
     fyi_sampler_under_flip: ClassVar[bool] = False
@@ -148,9 +150,6 @@ class Synthesizer(Method):
         if getattr(self.config, "dsa_sampler", None) == AUTO_SAMPLER:
             chosen = "fyi" if self.config.flip and self.fyi_sampler_under_flip else "dsa"
             self.config = dataclasses.replace(self.config, dsa_sampler=chosen)
-
-    Config: ClassVar[type] = SynthConfig
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     # ---- what a method implements
     def setup(self, real: RealData, state: State, seed: int) -> None:
@@ -284,11 +283,12 @@ class Synthesizer(Method):
     def fit(self, real: RealData, ipc: int, seed: int = 0, *, budget: Budget | None = None,
             checkpoint: str | Path | None = None, resume: bool = False,
             world: World | None = None, snapshot: Callable[[SyntheticSet], None] | None = None) -> SyntheticSet | None:
-        """Run to the budget and export. At each of the budget's snapshot_minutes of distillation time, the set as
-        it stands then goes to `snapshot` (its distill_seconds and distill_iterations say when; extra
-        "snapshot_minutes" names the time asked for); a resumed run skips the times its checkpoint had passed. Without a budget: the preset's iterations, else the method's own schedule,
-        else DEFAULT_BUDGET (`budget.choose_budget`). Under torchrun (`world` sharded) `real` holds this rank's
-        classes (`distributed.load_shard`); rank 0 returns the whole set, the other ranks None."""
+        """Run to the budget and export. Without a budget: the preset's iterations, else the method's own schedule,
+        else DEFAULT_BUDGET (`budget.choose_budget`). At each of the budget's snapshot_minutes of distillation time
+        the set as it stands goes to `snapshot` (its distill_seconds and distill_iterations say when; extra
+        "snapshot_minutes" names the time asked for); a resumed run skips the times its checkpoint had passed.
+        Under torchrun (`world` sharded) `real` holds this rank's classes (`distributed.load_shard`); rank 0 returns
+        the whole set, the other ranks None."""
         world = world or World()
         self._check_classes(real, world)
         check_seed(seed)
