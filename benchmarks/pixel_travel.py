@@ -19,12 +19,15 @@ from _common import header, write_results  # noqa: E402
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.synset import SyntheticSet  # noqa: E402
 from dsdistill.synthesizers import create_synthesizer  # noqa: E402
+from dsdistill.synthesizers.base import stored_config  # noqa: E402
+from dsdistill.synthesizers.registry import SYNTHESIZERS  # noqa: E402
 
 
 def travel(path: str, real_cache: dict) -> str:
     synset = SyntheticSet.load(path)
     real = real_cache.setdefault(synset.dataset, load_dataset(synset.dataset, device="cpu"))
-    method = create_synthesizer(synset.method, **synset.method_config)
+    cls = SYNTHESIZERS.get(synset.method)
+    method = create_synthesizer(synset.method, **stored_config(cls, synset.method_config))
     start = method.stored_images(real, method.start(real, synset.ipc, synset.seed)).detach()   # the init, stored
     moved = real.to_pixels(synset.images) - real.to_pixels(start)
     lr = synset.method_config.get("lr_img", "-")

@@ -385,3 +385,15 @@ def test_snapshots_go_to_the_callback_and_a_resume_skips_the_times_passed(tiny_r
         Budget(iterations=1, snapshot_minutes=(5, 5))
     with pytest.raises(ConfigError, match="takes no snapshot"):
         small("random").fit(tiny_real, 1, snapshot=taken.append)
+
+
+def test_a_set_made_before_an_option_remakes_with_the_old_behaviour():
+    """An option added later is absent from older set files; remaking one must take the value that behaved as
+    before, not today's default (here: NCFM's per-class step and --flip's FYI sampler are today's defaults)."""
+    from dsdistill.synthesizers.base import stored_config
+    old_ncfm = stored_config(SYNTHESIZERS.get("ncfm"), {"flip": False})
+    assert create_synthesizer("ncfm", **old_ncfm).config.image_step == "per-iteration"
+    old_dm = create_synthesizer("dm", **stored_config(SYNTHESIZERS.get("dm"), {"flip": True}))
+    assert old_dm.config.dsa_sampler == "dsa" and create_synthesizer("dm", flip=True).config.dsa_sampler == "fyi"
+    assert "image_step" not in stored_config(SYNTHESIZERS.get("dm"), {})   # only the method's own fields
+    assert stored_config(SYNTHESIZERS.get("ncfm"), {"image_step": "per-class"})["image_step"] == "per-class"

@@ -103,6 +103,13 @@ _OPERATIONAL = {"checkpoint_minutes", "checkpoint_every", "log_points",
 _ADDED_LATER = {"image_step": "per-iteration", "student_momentum": 0.0, "dsa_sampler": "dsa", "compile": False}
 
 
+def stored_config(cls: type, method_config: dict[str, Any]) -> dict[str, Any]:
+    """A set file's method_config as the options that remake it: an option added after the file was written gets
+    the value that behaved as before (not today's default: NCFM's image step, --flip's DSA sampler, ...)."""
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    return {**{k: v for k, v in _ADDED_LATER.items() if k in fields}, **method_config}
+
+
 def keyed_config(config: dict[str, Any]) -> dict[str, Any]:
     """The config fields that decide a run's bytes and name it: not the operational ones, not later additions
     at their old behaviour."""
