@@ -32,7 +32,8 @@ from dsdistill._io import save_torch  # noqa: E402
 from dsdistill.augment import DSA, DSAConfig, dsa_strategy_for  # noqa: E402
 from dsdistill.data import load_dataset  # noqa: E402
 from dsdistill.evaluate import get_protocol  # noqa: E402
-from dsdistill.evaluate.trainer import ORDER, AUG, TrainSpec, cross_entropy_with, eval_recipe, make_models  # noqa: E402
+from dsdistill.evaluate.trainer import (ORDER, AUG, TrainSpec, _accuracy, cross_entropy_with,  # noqa: E402
+                                       eval_recipe, make_models)
 from dsdistill.evaluate.engine import Engine  # noqa: E402
 from dsdistill.models import create_model  # noqa: E402
 from dsdistill.teachers.committee import holdout_split  # noqa: E402
@@ -42,11 +43,11 @@ HOLDOUT = 100   # per class, as the committee's validation split (1000 of 60,000
 
 
 def held_out_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The evaluator's own batched accuracy (trainer._accuracy), in eval mode."""
     model.eval()
-    with torch.no_grad():
-        hits = sum(int((model(xb).argmax(-1) == yb).sum()) for xb, yb in zip(x.split(500), y.split(500)))
+    accuracy = float(_accuracy(lambda xb: model(xb).unsqueeze(0), x, y)[0])
     model.train()
-    return hits / len(y)
+    return accuracy
 
 
 def main() -> None:

@@ -36,7 +36,10 @@ def choose_path(device: torch.device, batch_norm: bool, factory: Callable[[], nn
         return ("loop" if batch_norm else "vmap"), ""
     batch = images[:spec.batch_size], labels[:spec.batch_size]
     steps = spec.epochs * math.ceil(len(images) / spec.batch_size) * models
-    key = f"{hardware(features=True)} | {type(factory()).__name__} | {tuple(batch[0].shape)} | {spec.precision}"
+    model = factory()   # its class and size name the timings: a narrow ConvNet must not reuse a wide one's
+    size = sum(p.numel() for p in model.parameters())
+    key = (f"{hardware(features=True)} | {type(model).__name__} {size} params | {tuple(batch[0].shape)} | "
+           f"{spec.precision}")
     timings = _cached(key)
     if timings is None:
         loop_step = _step_seconds(factory, batch, Engine(spec.precision))[1]
